@@ -1,0 +1,78 @@
+//! Configuration errors. Every error names the field path (`scenarios[1].stages[0].target`),
+//! the offending value where there is one, and the reason, so a user can fix the file without
+//! reading the source.
+
+use std::fmt;
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path with indices, e.g. `scenarios[0].requests[1].body.files[0].path`.
+    pub path: String,
+    /// What the reader should change, e.g. `must be at least 1, got 0`.
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Everything that can stop a config from loading.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid config:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// Collects field errors while validating, so one run reports every problem at once.
+#[derive(Debug, Default)]
+pub struct Errors {
+    errors: Vec<FieldError>,
+}
+
+impl Errors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Record that `path` is wrong because of `reason`.
+    pub fn add(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            reason: reason.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else every recorded error.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid(self.errors))
+        }
+    }
+
+    /// Checks shared by many fields: a number that must lie in a range.
+    pub fn check_range(&mut self, path: &str, value: f64, min: f64, max: f64) {
+        if !(value.is_finite() && value >= min && value <= max) {
+            self.add(path, format!("must be between {min} and {max}, got {value}"));
+        }
+    }
+
+    /// A count that must be at least `min`.
+    pub fn check_min(&mut self, path: &str, value: u64, min: u64) {
+        if value < min {
+            self.add(path, format!("must be at least {min}, got {value}"));
+        }
+    }
+}

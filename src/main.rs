@@ -1,0 +1,4 @@
+//! The `loadspec` binary: parse the command line and hand over to the library.
+fn main() -> std::process::ExitCode {
+    loadspec::cli::main()
+}

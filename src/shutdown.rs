@@ -1,0 +1,1 @@
+//! Shutdown (in progress).
