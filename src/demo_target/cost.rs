@@ -1,0 +1,202 @@
+//! The real per-request costs: CPU time burned on the calling thread, measured with that
+//! thread's own CPU clock, and memory that is mapped, written page by page and unmapped again.
+//!
+//! Counting the thread's CPU time rather than wall time keeps the cost exact when the process
+//! is throttled by a container CPU limit or shares cores with other threads: a request costs
+//! the configured CPU seconds, however long that takes in wall time.
+
+use std::hint::black_box;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// The calling thread's CPU time (user + system), or `None` if the clock is unavailable.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// A point on the thread's CPU clock (falling back to wall time if that clock is missing), from
+/// which [`burn_until`] measures.
+#[derive(Debug, Clone, Copy)]
+pub enum CpuMark {
+    Thread(Duration),
+    Wall(Instant),
+}
+
+impl CpuMark {
+    /// Marks now.
+    pub fn now() -> Self {
+        match thread_cpu_time() {
+            Some(t) => CpuMark::Thread(t),
+            None => CpuMark::Wall(Instant::now()),
+        }
+    }
+
+    /// CPU time this thread used since the mark.
+    pub fn elapsed(&self) -> Duration {
+        match self {
+            CpuMark::Thread(start) => thread_cpu_time().unwrap_or(*start).saturating_sub(*start),
+            CpuMark::Wall(start) => start.elapsed(),
+        }
+    }
+}
+
+/// Hash rounds between two reads of the CPU clock: about 10 µs of work, so the overshoot past
+/// the budget is tiny and reading the clock (a system call) costs about 1 % of the burn.
+const ROUNDS_PER_CHECK: u64 = 4096;
+
+/// Does real arithmetic (an FNV-style hash chain) until this thread has used `budget` of CPU
+/// time since `mark`. Returns the hash so the work cannot be optimised away.
+pub fn burn_until(mark: CpuMark, budget: Duration) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    while mark.elapsed() < budget {
+        for i in 0..ROUNDS_PER_CHECK {
+            h = (h ^ i).wrapping_mul(0x0000_0100_0000_01b3);
+            h ^= h >> 29;
+        }
+        h = black_box(h);
+    }
+    h
+}
+
+/// Memory that is really resident: an anonymous mapping with every page written, unmapped on
+/// drop.
+///
+/// It uses `mmap` directly rather than the allocator because glibc raises its mmap threshold
+/// after large frees and would then keep freed blocks in its heap; with a direct mapping RSS
+/// falls as soon as a request ends, so RSS tracks the requests in flight.
+pub struct TouchedMemory {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned exclusively by this value and only unmapped in `drop`.
+unsafe impl Send for TouchedMemory {}
+// SAFETY: no method reads or writes through `ptr` after construction.
+unsafe impl Sync for TouchedMemory {}
+
+impl TouchedMemory {
+    /// Maps `len` bytes and writes one byte in every page so each page is backed by its own
+    /// physical memory (an untouched or read-only page would share the zero page).
+    pub fn allocate(len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "size exceeds usize"))?;
+        if len == 0 {
+            return Ok(TouchedMemory {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mem = TouchedMemory { ptr, len };
+        let page = page_size();
+        let base = ptr.cast::<u8>();
+        let mut off = 0;
+        while off < len {
+            // SAFETY: `off < len`, inside the mapping we just created with write permission.
+            unsafe { base.add(off).write_volatile((off / page) as u8 | 1) };
+            off += page;
+        }
+        Ok(mem)
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for TouchedMemory {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: `ptr`/`len` describe a mapping this value created and nobody else uses.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+}
+
+impl std::fmt::Debug for TouchedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TouchedMemory")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// One request's cost, paid on a blocking thread: map and touch `mem` bytes, then burn CPU
+/// until the thread has used `cpu` in total (touching counts towards it, so the CPU per request
+/// is `cpu` whatever the memory size, as long as touching takes less).
+pub fn pay(cpu: Duration, mem: u64) -> io::Result<TouchedMemory> {
+    let mark = CpuMark::now();
+    let held = TouchedMemory::allocate(mem)?;
+    burn_until(mark, cpu);
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_uses_the_budget_in_thread_cpu_time() {
+        let mark = CpuMark::now();
+        burn_until(mark, Duration::from_millis(30));
+        let used = mark.elapsed();
+        assert!(used >= Duration::from_millis(30), "{used:?}");
+        assert!(used < Duration::from_millis(33), "{used:?}");
+    }
+
+    #[test]
+    fn touched_memory_is_resident_and_freed() {
+        fn rss_pages() -> u64 {
+            let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+            s.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        let len = 64 << 20;
+        let before = rss_pages();
+        let mem = TouchedMemory::allocate(len).unwrap();
+        let during = rss_pages();
+        drop(mem);
+        let after = rss_pages();
+        let pages = len / page_size() as u64;
+        // Other test threads allocate too, so allow a little slack either way.
+        assert!(during >= before + pages * 95 / 100, "{before} {during}");
+        assert!(after + pages * 95 / 100 <= during, "{during} {after}");
+    }
+}

@@ -1,0 +1,163 @@
+//! `loadspec demo-target`: an emulated AI image API standing in for the seed's Spring Boot +
+//! FastAPI stack, with per-request costs that are configured and therefore known — the ground
+//! truth that loadspec's capacity analysis must recover (see docs/demo-target.md).
+//!
+//! # Layout
+//! - [`config`]: the command-line options and the validated [`DemoTargetConfig`].
+//! - [`size`]: byte sizes such as `8MiB` on the command line.
+//! - [`cost`]: real CPU burned against the thread's CPU clock, and touched, unmappable memory.
+//! - [`state`]: counters, sessions, rotations and the stall window ([`DemoState`]).
+//! - [`multipart`]: the S3 upload parsed with `multer`.
+//! - [`handlers`]: routing and every endpoint.
+//! - [`server`]: the accept loop, graceful shutdown, [`spawn`] and [`DemoHandle`].
+//!
+//! This file holds only the command's entry point: runtime, signals and the `listening on` line.
+
+pub mod config;
+pub mod cost;
+pub mod handlers;
+pub mod multipart;
+pub mod server;
+pub mod size;
+pub mod state;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
+pub use server::{serve, serve_state, spawn, DemoHandle};
+pub use size::ByteSize;
+pub use state::{DemoState, DemoStats, MultipartSeen};
+
+/// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
+/// cannot start or requests outlive `--shutdown-timeout`, 130 on a second signal; clap exits
+/// with 2 on invalid flags before this runs.
+pub fn main(args: DemoTargetArgs) -> ExitCode {
+    init_logging();
+    let cfg = DemoTargetConfig::from_args(&args);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .enable_all()
+        .max_blocking_threads(usize::from(args.blocking_threads));
+    if let Some(n) = args.workers {
+        builder.worker_threads(usize::from(n));
+    }
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(run(&args, cfg));
+    // Blocking CPU burns of abandoned requests must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
+
+async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: --listen {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: --listen {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = match DemoState::new(cfg) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!(
+                "error: --base-memory {}: cannot allocate: {e}",
+                args.base_memory
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let c = state.config();
+    tracing::info!(
+        %addr,
+        cpu_ms = c.cpu.as_secs_f64() * 1000.0,
+        simple_cpu_ms = c.simple_cpu.as_secs_f64() * 1000.0,
+        mem_per_request = %c.mem_per_request,
+        base_memory = %c.base_memory,
+        delay_ms = c.delay.as_secs_f64() * 1000.0,
+        fail_ratio = c.fail_ratio,
+        mix = %c.mix,
+        "demo-target started"
+    );
+    // A parent process (loadspec demo, tests) reads the bound port from this line.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+    drop(out);
+
+    let cancel = CancellationToken::new();
+    let mut server = tokio::spawn(serve_state(listener, state, cancel.clone()));
+    tokio::select! {
+        sig = signals.next() => {
+            tracing::info!(signal = sig.unwrap_or(0), "draining in-flight requests");
+        }
+        r = &mut server => return finished(r),
+    }
+    cancel.cancel();
+    tokio::select! {
+        r = &mut server => finished(r),
+        _ = signals.next() => {
+            tracing::warn!("second signal: exiting without draining");
+            ExitCode::from(130)
+        }
+        _ = tokio::time::sleep(args.shutdown_timeout) => {
+            tracing::warn!(timeout = ?args.shutdown_timeout, "requests still in flight at the shutdown timeout");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn finished(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> ExitCode {
+    match r {
+        Ok(Ok(())) => {
+            tracing::info!("demo-target stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: demo-target failed: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: demo-target task failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout carries only the `listening on` line), filtered by `RUST_LOG`,
+/// default `info`. Does nothing if a subscriber is already installed.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
