@@ -29,3 +29,4 @@ pub mod metrics;
 pub mod report;
 pub mod server;
 pub mod shutdown;
+pub mod units;

@@ -1,0 +1,177 @@
+//! Turns stage summaries into the flat points the models and the knee work on: one row per
+//! stage with VUs, TPS, latency, errors and the CPU and memory of the chosen resource (one
+//! group, or the sum of all containers). Stages that cannot be used are dropped with a warning
+//! instead of poisoning a fit with NaN.
+
+use serde::{Deserialize, Serialize};
+
+use super::summary::{ResourceSummary, StageSummary};
+
+/// What one stage measured, reduced to the figures the analysis needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagePoint {
+    pub scenario: String,
+    pub stage: String,
+    pub vus: f64,
+    pub tps: f64,
+    /// Seconds.
+    pub latency_avg: f64,
+    pub latency_p95: f64,
+    pub latency_p99: f64,
+    pub latency_max: f64,
+    pub error_ratio: f64,
+    /// Average cores of the chosen resource; `None` without container data.
+    pub cpu_cores: Option<f64>,
+    /// Sum of the CPU limits; `None` when unknown or 0.
+    pub cpu_limit_cores: Option<f64>,
+    pub cpu_utilization: Option<f64>,
+    pub memory_bytes: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+    pub memory_utilization: Option<f64>,
+}
+
+/// Which containers the resource columns describe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResourceSource {
+    /// Sum of every container of the stage.
+    AllContainers,
+    /// The named group's row.
+    Group { name: String },
+}
+
+impl std::fmt::Display for ResourceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResourceSource::AllContainers => f.write_str("sum of all containers"),
+            ResourceSource::Group { name } => write!(f, "group {name}"),
+        }
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+fn positive(v: f64) -> Option<f64> {
+    (v.is_finite() && v > 0.0).then_some(v)
+}
+
+/// CPU and memory summed over `rows`: averages add up, and so do limits (a group of two
+/// one-core containers has two cores).
+fn sum_rows<'a>(rows: impl Iterator<Item = &'a ResourceSummary>) -> Option<[f64; 4]> {
+    let mut acc = [0.0; 4];
+    let mut any = false;
+    for r in rows {
+        any = true;
+        acc[0] += r.cpu_cores_avg;
+        acc[1] += r.cpu_limit_cores;
+        acc[2] += r.memory_bytes_avg;
+        acc[3] += r.memory_limit_bytes;
+    }
+    any.then_some(acc)
+}
+
+fn resources(stage: &StageSummary, source: &ResourceSource) -> Option<[f64; 4]> {
+    match source {
+        ResourceSource::AllContainers if !stage.containers.is_empty() => {
+            sum_rows(stage.containers.iter())
+        }
+        // Groups partition the containers, so their sum is the same total.
+        ResourceSource::AllContainers => sum_rows(stage.groups.iter()),
+        ResourceSource::Group { name } => sum_rows(
+            stage
+                .groups
+                .iter()
+                .filter(|g| &g.group == name || &g.name == name),
+        ),
+    }
+}
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> Option<f64> {
+    match (num, den) {
+        (Some(n), Some(d)) if d > 0.0 => finite(n / d),
+        _ => None,
+    }
+}
+
+/// One point per usable stage, sorted by VUs (stable, so equal VUs keep their order).
+pub fn extract(
+    stages: &[StageSummary],
+    source: &ResourceSource,
+    warnings: &mut Vec<String>,
+) -> Vec<StagePoint> {
+    let mut out = Vec::with_capacity(stages.len());
+    let mut missing_resources = Vec::new();
+    for s in stages {
+        let label = format!("{}/{}", s.scenario, s.stage);
+        if !(s.vus.is_finite() && s.vus > 0.0) {
+            warnings.push(format!(
+                "stage {label}: VUs is {}, stage left out of the analysis",
+                s.vus
+            ));
+            continue;
+        }
+        let res = resources(s, source);
+        if res.is_none() {
+            missing_resources.push(label.clone());
+        }
+        let [cpu, cpu_limit, mem, mem_limit] = res.unwrap_or([f64::NAN; 4]);
+        let cpu_cores = finite(cpu).map(|c| c.max(0.0));
+        let memory_bytes = finite(mem).map(|m| m.max(0.0));
+        let cpu_limit_cores = positive(cpu_limit);
+        let memory_limit_bytes = positive(mem_limit);
+        out.push(StagePoint {
+            scenario: s.scenario.clone(),
+            stage: s.stage.clone(),
+            vus: s.vus,
+            tps: finite(s.tps).map(|t| t.max(0.0)).unwrap_or(0.0),
+            latency_avg: finite(s.latency.avg).unwrap_or(0.0),
+            latency_p95: finite(s.latency.p95).unwrap_or(0.0),
+            latency_p99: finite(s.latency.p99).unwrap_or(0.0),
+            latency_max: finite(s.latency.max).unwrap_or(0.0),
+            error_ratio: finite(s.error_ratio).unwrap_or(0.0),
+            cpu_cores,
+            cpu_limit_cores,
+            cpu_utilization: ratio(cpu_cores, cpu_limit_cores),
+            memory_bytes,
+            memory_limit_bytes,
+            memory_utilization: ratio(memory_bytes, memory_limit_bytes),
+        });
+    }
+    if !missing_resources.is_empty() {
+        warnings.push(format!(
+            "no container data for {source} in stage(s) {}: resource models use the other stages",
+            missing_resources.join(", ")
+        ));
+    }
+    out.sort_by(|a, b| a.vus.total_cmp(&b.vus));
+    out
+}
+
+/// Points with equal VUs averaged into one, for the stage-to-stage slopes of the knee
+/// detection (a repeated VU count would otherwise divide by zero).
+pub fn merge_equal_vus(points: &[StagePoint]) -> Vec<StagePoint> {
+    let mut out: Vec<(StagePoint, f64)> = Vec::new();
+    for p in points {
+        match out.last_mut() {
+            Some((acc, n)) if (acc.vus - p.vus).abs() < 1e-9 => {
+                let w = *n / (*n + 1.0);
+                let mix = |a: f64, b: f64| a * w + b * (1.0 - w);
+                let mix_opt = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                    (Some(a), Some(b)) => Some(mix(a, b)),
+                    (a, b) => a.or(b),
+                };
+                acc.tps = mix(acc.tps, p.tps);
+                acc.latency_avg = mix(acc.latency_avg, p.latency_avg);
+                acc.latency_p95 = mix(acc.latency_p95, p.latency_p95);
+                acc.cpu_cores = mix_opt(acc.cpu_cores, p.cpu_cores);
+                acc.cpu_utilization = mix_opt(acc.cpu_utilization, p.cpu_utilization);
+                acc.memory_bytes = mix_opt(acc.memory_bytes, p.memory_bytes);
+                *n += 1.0;
+            }
+            _ => out.push((p.clone(), 1.0)),
+        }
+    }
+    out.into_iter().map(|(p, _)| p).collect()
+}

@@ -1,0 +1,211 @@
+//! Byte sizes as people write them (`256MiB`, `1.5GB`, Docker's `1024m`) and as reports show
+//! them (`1.5 GiB`). One parser for the whole crate, so config fields, the demo target and the
+//! reports agree on what `1g` means.
+//!
+//! Binary suffixes (`KiB`, `MiB`, `GiB`, `TiB`) and Docker's single letters (`k`, `m`, `g`, `t`,
+//! any case) are powers of 1024, as `docker run --memory` reads them. Decimal SI suffixes
+//! (`KB`, `MB`, `GB`, `TB`) are powers of 1000. A bare number is bytes.
+
+use std::fmt;
+
+use serde::{de, Deserializer, Serializer};
+
+const KIB: f64 = 1024.0;
+
+/// Why a size string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {input:?}: {reason}")]
+pub struct SizeError {
+    pub input: String,
+    pub reason: String,
+}
+
+/// Multiplier of a unit suffix, or `None` when the suffix is unknown.
+fn unit_factor(unit: &str) -> Option<f64> {
+    let f = match unit {
+        "" | "b" | "B" => 1.0,
+        "KiB" | "k" | "K" => KIB,
+        "MiB" | "m" | "M" => KIB * KIB,
+        "GiB" | "g" | "G" => KIB * KIB * KIB,
+        "TiB" | "t" | "T" => KIB * KIB * KIB * KIB,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => return None,
+    };
+    Some(f)
+}
+
+/// Parse `256MiB`, `1.5 GB`, `1024m` or `4096` into bytes (rounded to the nearest byte).
+pub fn parse_bytes(input: &str) -> Result<u64, SizeError> {
+    let err = |reason: &str| SizeError {
+        input: input.to_string(),
+        reason: reason.to_string(),
+    };
+    let s = input.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() {
+        return Err(err("expected a number, e.g. 256MiB"));
+    }
+    let value: f64 = num.parse().map_err(|_| err("not a number"))?;
+    let factor = unit_factor(unit.trim()).ok_or_else(|| {
+        err("unknown unit; use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB or k, m, g, t")
+    })?;
+    let bytes = value * factor;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err(err("too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Human form with binary units and at most two decimals: `768 MiB`, `1.5 GiB`, `512 B`.
+pub fn format_bytes(bytes: f64) -> String {
+    if !bytes.is_finite() {
+        return "n/a".to_string();
+    }
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes;
+    let mut i = 0;
+    while v.abs() >= KIB && i + 1 < units.len() {
+        v /= KIB;
+        i += 1;
+    }
+    let text = format!("{v:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} {}", units[i])
+}
+
+/// Serde helpers for a `u64` byte count that config files may write as a number of bytes or a
+/// size string: `#[serde(with = "crate::units::bytes")]`. Serializes as a plain number so JSON
+/// consumers need no parser.
+pub mod bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(BytesVisitor)
+    }
+}
+
+/// Like [`bytes`] for `Option<u64>`: `#[serde(default, with = "crate::units::opt_bytes")]`.
+pub mod opt_bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        d.deserialize_option(OptBytesVisitor)
+    }
+}
+
+struct BytesVisitor;
+
+impl<'de> de::Visitor<'de> for BytesVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a byte count or a size such as \"256MiB\"")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::custom(format!("size must not be negative, got {v}")))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        if v.is_finite() && v >= 0.0 && v <= u64::MAX as f64 {
+            Ok(v.round() as u64)
+        } else {
+            Err(E::custom(format!("size must be 0 or more, got {v}")))
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+        parse_bytes(v).map_err(E::custom)
+    }
+}
+
+struct OptBytesVisitor;
+
+impl<'de> de::Visitor<'de> for OptBytesVisitor {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("nothing, a byte count or a size such as \"256MiB\"")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        bytes::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binary_decimal_and_docker_units() {
+        assert_eq!(parse_bytes("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_bytes("1024m").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_bytes("1.5 GB").unwrap(), 1_500_000_000);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(parse_bytes(" 2g ").unwrap(), 2 << 30);
+    }
+
+    #[test]
+    fn rejects_garbage_with_reason() {
+        let e = parse_bytes("12 parsecs").unwrap_err();
+        assert!(e.to_string().contains("unknown unit"), "{e}");
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("1.2.3MiB").is_err());
+        assert!(parse_bytes("").is_err());
+    }
+
+    #[test]
+    fn formats_with_binary_units() {
+        assert_eq!(format_bytes(768.0 * 1024.0 * 1024.0), "768 MiB");
+        assert_eq!(format_bytes(1.5 * 1024.0 * 1024.0 * 1024.0), "1.5 GiB");
+        assert_eq!(format_bytes(512.0), "512 B");
+        assert_eq!(format_bytes(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn serde_accepts_number_or_string() {
+        #[derive(serde::Deserialize)]
+        struct S {
+            #[serde(with = "bytes")]
+            a: u64,
+            #[serde(default, with = "opt_bytes")]
+            b: Option<u64>,
+        }
+        let s: S = toml::from_str("a = \"256MiB\"\nb = 1024").unwrap();
+        assert_eq!((s.a, s.b), (256 << 20, Some(1024)));
+        let s: S = serde_json::from_str(r#"{"a": 10}"#).unwrap();
+        assert_eq!((s.a, s.b), (10, None));
+        assert!(toml::from_str::<S>("a = \"lots\"").is_err());
+    }
+}
