@@ -1,65 +1,23 @@
 //! Byte sizes as people write them (`256MiB`, `1.5GB`, Docker's `1024m`) and as reports show
-//! them (`1.5 GiB`). One parser for the whole crate, so config fields, the demo target and the
-//! reports agree on what `1g` means.
+//! them (`1.5 GiB`), plus serde helpers so config fields accept either a number of bytes or a
+//! size string.
 //!
-//! Binary suffixes (`KiB`, `MiB`, `GiB`, `TiB`) and Docker's single letters (`k`, `m`, `g`, `t`,
-//! any case) are powers of 1024, as `docker run --memory` reads them. Decimal SI suffixes
-//! (`KB`, `MB`, `GB`, `TB`) are powers of 1000. A bare number is bytes.
+//! Parsing is [`ByteSize`]'s (SI `KB`/`MB`/`GB` are powers of 1000; `KiB`/`Ki`/`k` and friends
+//! powers of 1024, as `docker run --memory` reads them). It lives in the demo target, which
+//! needed it first; this module is the crate-wide entry point so the rest of the crate does not
+//! reach into the demo target.
 
 use std::fmt;
 
 use serde::{de, Deserializer, Serializer};
 
+pub use crate::demo_target::size::{ByteSize, SizeError};
+
 const KIB: f64 = 1024.0;
 
-/// Why a size string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid size {input:?}: {reason}")]
-pub struct SizeError {
-    pub input: String,
-    pub reason: String,
-}
-
-/// Multiplier of a unit suffix, or `None` when the suffix is unknown.
-fn unit_factor(unit: &str) -> Option<f64> {
-    let f = match unit {
-        "" | "b" | "B" => 1.0,
-        "KiB" | "k" | "K" => KIB,
-        "MiB" | "m" | "M" => KIB * KIB,
-        "GiB" | "g" | "G" => KIB * KIB * KIB,
-        "TiB" | "t" | "T" => KIB * KIB * KIB * KIB,
-        "KB" | "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "TB" => 1e12,
-        _ => return None,
-    };
-    Some(f)
-}
-
-/// Parse `256MiB`, `1.5 GB`, `1024m` or `4096` into bytes (rounded to the nearest byte).
+/// Parse `256MiB`, `1.5 GB`, `1024m` or `4096` into bytes.
 pub fn parse_bytes(input: &str) -> Result<u64, SizeError> {
-    let err = |reason: &str| SizeError {
-        input: input.to_string(),
-        reason: reason.to_string(),
-    };
-    let s = input.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() {
-        return Err(err("expected a number, e.g. 256MiB"));
-    }
-    let value: f64 = num.parse().map_err(|_| err("not a number"))?;
-    let factor = unit_factor(unit.trim()).ok_or_else(|| {
-        err("unknown unit; use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB or k, m, g, t")
-    })?;
-    let bytes = value * factor;
-    if !bytes.is_finite() || bytes > u64::MAX as f64 {
-        return Err(err("too large"));
-    }
-    Ok(bytes.round() as u64)
+    input.parse::<ByteSize>().map(ByteSize::bytes)
 }
 
 /// Human form with binary units and at most two decimals: `768 MiB`, `1.5 GiB`, `512 B`.
@@ -179,7 +137,7 @@ mod tests {
     #[test]
     fn rejects_garbage_with_reason() {
         let e = parse_bytes("12 parsecs").unwrap_err();
-        assert!(e.to_string().contains("unknown unit"), "{e}");
+        assert!(e.to_string().contains("unknown unit `parsecs`"), "{e}");
         assert!(parse_bytes("MiB").is_err());
         assert!(parse_bytes("1.2.3MiB").is_err());
         assert!(parse_bytes("").is_err());

@@ -110,7 +110,7 @@ pub fn analyze(
     }
 
     let knee = detect(&points, sla, cfg);
-    if knee.vus.is_none() && points.len() > 1 {
+    if knee.vus.is_none() && points.len() > 1 && knee.max_tps > 0.0 {
         warnings.push(
             "no knee within the tested VUs: the spec was not saturated, so the max VUs within \
              the SLA is a lower bound"

@@ -92,7 +92,8 @@ pub fn fit_models(
         cpu: fit_linear(&pairs(below.iter().copied(), vus, |p| p.cpu_cores)),
         cpu_per_tps: fit_linear(&pairs(below.iter().copied(), tps, |p| p.cpu_cores)),
         memory: fit_linear(&pairs(points.iter(), vus, |p| p.memory_bytes)),
-        tps: fit_through_origin(&pairs(below.iter().copied(), vus, |p| Some(p.tps))),
+        tps: fit_through_origin(&pairs(below.iter().copied(), vus, |p| Some(p.tps)))
+            .filter(|f| f.slope > 0.0),
         fit_vus: below.iter().map(|p| p.vus).collect(),
         ratio: reference.map(|r| RatioModel {
             stage: r.stage.clone(),
