@@ -693,7 +693,7 @@ async fn cpu_per_request_matches_the_configured_cost() {
         "--cpu-ms",
         "20",
         "--simple-cpu-ms",
-        "10",
+        "15",
         "--mem-per-request",
         "0",
         "--base-memory",
@@ -733,7 +733,9 @@ async fn cpu_per_request_matches_the_configured_cost() {
         "AI: {per_request_ms:.2} ms CPU per request, configured 20"
     );
 
-    // S1 posts with their own, smaller cost.
+    // S1 posts with their own cost. The process also spends CPU in hyper, routing and JSON
+    // (about 0.1 ms per request in release, up to 1 ms in this debug build), so the bound is
+    // the configured cost plus 10 %.
     let r = send(
         &c,
         t.addr,
@@ -761,8 +763,8 @@ async fn cpu_per_request_matches_the_configured_cost() {
     let used = t.cpu_time() - before;
     let per_request_ms = used.as_secs_f64() * 1000.0 / f64::from(n);
     assert!(
-        (9.8..=11.0).contains(&per_request_ms),
-        "S1: {per_request_ms:.2} ms CPU per request, configured 10"
+        (14.7..=16.5).contains(&per_request_ms),
+        "S1: {per_request_ms:.2} ms CPU per request, configured 15"
     );
 }
 
