@@ -49,6 +49,16 @@ impl Errors {
         });
     }
 
+    /// How many errors so far; compare before and after a section to see if it failed.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Take over another collector's errors.
+    pub fn extend(&mut self, other: Errors) {
+        self.errors.extend(other.errors);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }

@@ -1,1 +1,9 @@
-//! load (in progress).
+//! Load generation: the typed plan, request building, the HTTP client, the executors and the
+//! recorder.
+pub mod body;
+pub mod client;
+pub mod executor;
+pub mod plan;
+pub mod recorder;
+pub mod template;
+pub mod vu;

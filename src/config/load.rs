@@ -1,0 +1,93 @@
+//! Layered loading: the TOML file, then `LOADSPEC__SECTION__KEY` environment variables, then
+//! deserialization with the failing field's path in the error.
+
+use std::path::Path;
+
+use super::raw::RawConfig;
+use super::validate::{validate, Settings};
+use super::ConfigError;
+
+/// Read, layer and deserialize the file; no validation beyond types and unknown keys.
+pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    parse_raw(&text, &path.display().to_string())
+}
+
+/// Parse TOML text (layered with the environment) into the raw config.
+pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("LOADSPEC")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .map_err(|e| ConfigError::Parse(format!("{origin}: {e}")))?;
+    // Go through a JSON value so serde_path_to_error can name the failing field.
+    let value: serde_json::Value = built
+        .try_deserialize()
+        .map_err(|e| ConfigError::Parse(format!("{origin}: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::Invalid(vec![super::FieldError {
+            path: if path.is_empty() { origin.to_string() } else { path },
+            reason: e.into_inner().to_string(),
+        }])
+    })
+}
+
+/// Load and validate a config file; relative paths in it resolve against its directory.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let raw = load_raw(path)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut s = validate(raw, dir)?;
+    s.source = Some(path.to_path_buf());
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_their_case_and_paths_are_named() {
+        let raw = parse_raw(
+            r#"
+            [target]
+            base_url = "http://127.0.0.1:1"
+            headers = { "X-Trace-Id" = "abc" }
+            [[scenarios]]
+            name = "s"
+            executor = "constant-vus"
+            vus = 1
+            duration = "1s"
+            [[scenarios.requests]]
+            name = "r"
+            path = "/x"
+            "#,
+            "t",
+        )
+        .unwrap();
+        assert!(raw.target.headers.contains_key("X-Trace-Id"), "{:?}", raw.target.headers);
+        let err = parse_raw(
+            r#"
+            [[scenarios]]
+            name = "s"
+            executor = "constant-vus"
+            vus = 1
+            duration = "1s"
+            bogus = 3
+            "#,
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("scenarios[0]") && err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,326 @@
+//! Raw configuration as it is written in TOML. These types mirror the file one to one and reject
+//! unknown keys; [`super::validate`] turns them into the typed [`super::Settings`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{PricesConfig, SlaConfig};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub target: TargetConfig,
+    pub lifecycle: LifecycleConfig,
+    pub sla: SlaConfig,
+    pub prices: PricesConfig,
+    pub metrics: MetricsConfig,
+    pub reports: ReportsConfig,
+    pub scenarios: Vec<ScenarioConfig>,
+}
+
+/// Where `/metrics`, `/healthz`, `/readyz` and `/report` are served.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".parse().expect("static address"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// How often the progress line is logged.
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            progress_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Defaults shared by every request: base URL, bearer token, headers, timeout.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetConfig {
+    pub base_url: Option<String>,
+    /// Sent as `Authorization: Bearer <token>`; `${VAR}` reads it from the environment.
+    pub bearer_token: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            bearer_token: None,
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the daemon does when the plan has run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFinish {
+    /// Keep serving /metrics and /report until signalled.
+    #[default]
+    Idle,
+    /// Run the plan again.
+    Repeat,
+    /// Exit with status 0.
+    Exit,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    pub on_finish: OnFinish,
+    /// How long SIGTERM waits for in-flight requests before giving up on them.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            on_finish: OnFinish::Idle,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Histogram buckets of `loadspec_http_request_duration_seconds`, seconds. The default
+    /// reaches 120 s because AI endpoints are slow.
+    pub buckets: Vec<f64>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            buckets: vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+                120.0,
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Directory under which each run writes `<run id>-<timestamp>/report.{md,json,html}`.
+    pub dir: PathBuf,
+    pub enabled: bool,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("reports"),
+            enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    ConstantVus,
+    RampingVus,
+    ConstantArrivalRate,
+    RampingArrivalRate,
+    PerVuIterations,
+}
+
+impl ExecutorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConstantVus => "constant-vus",
+            Self::RampingVus => "ramping-vus",
+            Self::ConstantArrivalRate => "constant-arrival-rate",
+            Self::RampingArrivalRate => "ramping-arrival-rate",
+            Self::PerVuIterations => "per-vu-iterations",
+        }
+    }
+}
+
+/// One scenario: an executor with its schedule, and the requests of one iteration. Which
+/// schedule fields are required depends on `executor`; validation says which are missing.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioConfig {
+    pub name: String,
+    pub executor: ExecutorKind,
+    /// Offset from the start of the run.
+    #[serde(default, with = "humantime_serde")]
+    pub start: Option<Duration>,
+    pub vus: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    pub iterations: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_duration: Option<Duration>,
+    #[serde(default)]
+    pub stages: Vec<StageConfig>,
+    /// Jump to each stage's target at its start instead of ramping linearly.
+    #[serde(default)]
+    pub step: bool,
+    pub start_vus: Option<u64>,
+    pub rate: Option<f64>,
+    pub start_rate: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub time_unit: Option<Duration>,
+    pub pre_allocated_vus: Option<u64>,
+    pub max_vus: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub think_time: Option<Duration>,
+    /// How long a VU removed by a ramp-down may finish its iteration.
+    #[serde(default, with = "humantime_serde")]
+    pub graceful_ramp_down: Option<Duration>,
+    /// Once-per-VU steps (log in once, then loop).
+    #[serde(default)]
+    pub setup: Vec<RequestConfig>,
+    /// The steps of one iteration, in order.
+    #[serde(default)]
+    pub requests: Vec<RequestConfig>,
+    pub data: Option<DataConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// VUs for VU executors, iterations per time unit for arrival-rate executors.
+    pub target: f64,
+    pub name: Option<String>,
+}
+
+/// One HTTP request (a step of an iteration).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    /// The `request` label; bounded, unlike URLs.
+    pub name: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Absolute URL; or use `path` joined onto `target.base_url`.
+    pub url: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub bearer_token: Option<String>,
+    pub body: Option<BodyConfig>,
+    /// Expected status codes; default any 2xx.
+    #[serde(default)]
+    pub expect: Vec<u16>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub captures: Vec<CaptureConfig>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BodyConfig {
+    Json {
+        json: serde_json::Value,
+    },
+    Form {
+        fields: BTreeMap<String, String>,
+    },
+    Text {
+        text: String,
+        content_type: Option<String>,
+    },
+    Multipart {
+        #[serde(default)]
+        fields: Vec<TextPart>,
+        #[serde(default)]
+        files: Vec<FilePart>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPart {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePart {
+    pub name: String,
+    pub path: PathBuf,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Take a value from a response into a per-VU variable: exactly one of `json` (a JSON
+/// pointer), `header`, or `regex` (first capture group, else the whole match).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    pub name: String,
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataMode {
+    /// Row `vu % rows` for every iteration of a VU.
+    #[default]
+    PerVu,
+    /// The next row for every iteration, shared across VUs.
+    RoundRobin,
+}
+
+/// Rows of values (prompts, credentials) read once at start; columns become `${column}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub file: PathBuf,
+    #[serde(default)]
+    pub mode: DataMode,
+}

@@ -1,0 +1,738 @@
+//! One `validate()` from the raw file to typed [`Settings`]. Every error names the field path,
+//! the value and the reason; all errors are collected so one run shows them all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+
+use super::raw::*;
+use super::{ConfigError, Errors};
+use crate::load::body::{self, BodySpec};
+use crate::load::plan::*;
+use crate::load::template::{Escape, Resolved, Template};
+
+/// The validated configuration: the raw file (for printing and for sections that need no
+/// conversion) and the typed plan.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub raw: RawConfig,
+    pub scenarios: Vec<ScenarioRef>,
+    /// The file it came from, for reloads.
+    pub source: Option<PathBuf>,
+}
+
+/// Headers whose values are secrets: redacted when the config is printed.
+pub const SENSITIVE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+const REDACTED: &str = "<redacted>";
+
+fn fmt_dur(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Validate `raw`; relative file paths resolve against `base_dir`.
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError> {
+    let mut errs = Errors::new();
+    raw.sla.validate("sla", &mut errs);
+    raw.prices.validate("prices", &mut errs);
+    if raw.lifecycle.drain_timeout.is_zero() {
+        errs.add("lifecycle.drain_timeout", "must be greater than 0s");
+    }
+    if raw.log.progress_interval < Duration::from_millis(100) {
+        errs.add(
+            "log.progress_interval",
+            format!(
+                "must be at least 100ms, got {}",
+                fmt_dur(raw.log.progress_interval)
+            ),
+        );
+    }
+    if raw.target.timeout.is_zero() {
+        errs.add("target.timeout", "must be greater than 0s");
+    }
+    validate_buckets(&raw.metrics.buckets, &mut errs);
+    let base_url = raw.target.base_url.as_deref().and_then(|u| {
+        check_url(u, "target.base_url", &mut errs);
+        Some(u.trim_end_matches('/').to_string())
+    });
+    if raw.scenarios.is_empty() {
+        errs.add("scenarios", "at least one scenario is required");
+    }
+    let mut names = HashMap::new();
+    let mut scenarios = Vec::new();
+    for (i, sc) in raw.scenarios.iter().enumerate() {
+        let path = format!("scenarios[{i}]");
+        if !valid_label(&sc.name) {
+            errs.add(
+                format!("{path}.name"),
+                format!(
+                    "must be 1-64 characters of letters, digits, '-', '_' or '.', got {:?}",
+                    sc.name
+                ),
+            );
+        } else if let Some(prev) = names.insert(sc.name.clone(), i) {
+            errs.add(
+                format!("{path}.name"),
+                format!("{:?} is already used by scenarios[{prev}]", sc.name),
+            );
+        }
+        if let Some(s) = scenario(sc, &path, &raw.target, base_url.as_deref(), base_dir, &mut errs)
+        {
+            scenarios.push(Arc::new(s));
+        }
+    }
+    errs.finish(Settings {
+        raw,
+        scenarios,
+        source: None,
+    })
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn validate_buckets(b: &[f64], errs: &mut Errors) {
+    if b.is_empty() {
+        errs.add("metrics.buckets", "must list at least one bucket");
+    }
+    for (i, w) in b.windows(2).enumerate() {
+        if !(w[1] > w[0]) {
+            errs.add(
+                format!("metrics.buckets[{}]", i + 1),
+                format!("must be greater than the previous bucket {}, got {}", w[0], w[1]),
+            );
+        }
+    }
+    if let Some(first) = b.first() {
+        if !(first.is_finite() && *first > 0.0) {
+            errs.add("metrics.buckets[0]", format!("must be above 0, got {first}"));
+        }
+    }
+}
+
+fn check_url(u: &str, path: &str, errs: &mut Errors) -> bool {
+    match url::Url::parse(u) {
+        Ok(url) if url.scheme() == "http" => {
+            if url.host_str().is_none() {
+                errs.add(path, format!("has no host: {u:?}"));
+                return false;
+            }
+            true
+        }
+        Ok(url) if url.scheme() == "https" => {
+            errs.add(
+                path,
+                format!("https is not supported yet; use an http:// URL, got {u:?}"),
+            );
+            false
+        }
+        Ok(url) => {
+            errs.add(
+                path,
+                format!("scheme must be http, got {:?} in {u:?}", url.scheme()),
+            );
+            false
+        }
+        Err(e) => {
+            errs.add(path, format!("not a valid URL ({e}): {u:?}"));
+            false
+        }
+    }
+}
+
+/// Which schedule fields an executor uses, so stray ones are reported.
+fn check_unused(sc: &ScenarioConfig, path: &str, errs: &mut Errors) {
+    use ExecutorKind::*;
+    let k = sc.executor;
+    let fields: [(&str, bool, &[ExecutorKind]); 11] = [
+        ("vus", sc.vus.is_some(), &[ConstantVus, PerVuIterations]),
+        ("duration", sc.duration.is_some(), &[ConstantVus, ConstantArrivalRate]),
+        ("iterations", sc.iterations.is_some(), &[PerVuIterations]),
+        ("max_duration", sc.max_duration.is_some(), &[PerVuIterations]),
+        ("stages", !sc.stages.is_empty(), &[RampingVus, RampingArrivalRate]),
+        ("step", sc.step, &[RampingVus, RampingArrivalRate]),
+        ("start_vus", sc.start_vus.is_some(), &[RampingVus]),
+        ("rate", sc.rate.is_some(), &[ConstantArrivalRate]),
+        ("start_rate", sc.start_rate.is_some(), &[RampingArrivalRate]),
+        ("pre_allocated_vus", sc.pre_allocated_vus.is_some(), &[ConstantArrivalRate, RampingArrivalRate]),
+        ("graceful_ramp_down", sc.graceful_ramp_down.is_some(), &[RampingVus]),
+    ];
+    for (name, set, allowed) in fields {
+        if set && !allowed.contains(&k) {
+            errs.add(
+                format!("{path}.{name}"),
+                format!("is not used by executor {}", k.as_str()),
+            );
+        }
+    }
+    let uses_rate = matches!(k, ConstantArrivalRate | RampingArrivalRate);
+    if !uses_rate && (sc.time_unit.is_some() || sc.max_vus.is_some()) {
+        let name = if sc.time_unit.is_some() { "time_unit" } else { "max_vus" };
+        errs.add(
+            format!("{path}.{name}"),
+            format!("is not used by executor {}", k.as_str()),
+        );
+    }
+}
+
+fn required<T: Copy>(v: Option<T>, path: &str, field: &str, k: ExecutorKind, errs: &mut Errors) -> Option<T> {
+    if v.is_none() {
+        errs.add(
+            format!("{path}.{field}"),
+            format!("is required by executor {}", k.as_str()),
+        );
+    }
+    v
+}
+
+fn nonzero_duration(d: Option<Duration>, path: &str, field: &str, k: ExecutorKind, errs: &mut Errors) -> Option<Duration> {
+    let d = required(d, path, field, k, errs)?;
+    if d.is_zero() {
+        errs.add(format!("{path}.{field}"), "must be greater than 0s");
+        return None;
+    }
+    Some(d)
+}
+
+fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedule> {
+    use ExecutorKind::*;
+    check_unused(sc, path, errs);
+    let k = sc.executor;
+    let before = errs.len();
+    let stage_name = |i: usize, s: &StageConfig| s.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+    let sched = match k {
+        ConstantVus => {
+            let vus = required(sc.vus, path, "vus", k, errs);
+            if let Some(v) = vus {
+                errs.check_min(&format!("{path}.vus"), v, 1);
+            }
+            let d = nonzero_duration(sc.duration, path, "duration", k, errs);
+            Schedule::Vus {
+                stages: vec![VuStage {
+                    name: "steady".into(),
+                    duration: d.unwrap_or_default(),
+                    from: vus.unwrap_or(0),
+                    to: vus.unwrap_or(0),
+                    step: true,
+                }],
+                graceful_ramp_down: Duration::from_secs(30),
+            }
+        }
+        RampingVus => {
+            if sc.stages.is_empty() {
+                errs.add(format!("{path}.stages"), "ramping-vus needs at least one stage");
+            }
+            let mut from = sc.start_vus.unwrap_or(0);
+            let mut stages = Vec::new();
+            for (i, s) in sc.stages.iter().enumerate() {
+                let sp = format!("{path}.stages[{i}]");
+                if s.duration.is_zero() {
+                    errs.add(format!("{sp}.duration"), "must be greater than 0s");
+                }
+                let min = if sc.step { 1.0 } else { 0.0 };
+                if !(s.target.is_finite() && s.target.fract() == 0.0 && s.target >= min) {
+                    errs.add(
+                        format!("{sp}.target"),
+                        if s.target.fract() != 0.0 {
+                            format!("must be a whole number of VUs, got {}", s.target)
+                        } else {
+                            format!("must be at least {min}, got {}", s.target)
+                        },
+                    );
+                }
+                let to = s.target.max(0.0) as u64;
+                stages.push(VuStage {
+                    name: stage_name(i, s),
+                    duration: s.duration,
+                    from,
+                    to,
+                    step: sc.step,
+                });
+                from = to;
+            }
+            Schedule::Vus {
+                stages,
+                graceful_ramp_down: sc.graceful_ramp_down.unwrap_or(Duration::from_secs(30)),
+            }
+        }
+        ConstantArrivalRate | RampingArrivalRate => {
+            let unit = sc.time_unit.unwrap_or(Duration::from_secs(1));
+            if unit.is_zero() {
+                errs.add(format!("{path}.time_unit"), "must be greater than 0s");
+            }
+            let per_sec = |r: f64| if unit.is_zero() { 0.0 } else { r / unit.as_secs_f64() };
+            let pre = required(sc.pre_allocated_vus, path, "pre_allocated_vus", k, errs).unwrap_or(1);
+            errs.check_min(&format!("{path}.pre_allocated_vus"), pre, 1);
+            let max = sc.max_vus.unwrap_or(pre);
+            if max < pre {
+                errs.add(
+                    format!("{path}.max_vus"),
+                    format!("must be at least pre_allocated_vus ({pre}), got {max}"),
+                );
+            }
+            let stages = if k == ConstantArrivalRate {
+                let rate = required(sc.rate, path, "rate", k, errs).unwrap_or(1.0);
+                if !(rate.is_finite() && rate > 0.0) {
+                    errs.add(format!("{path}.rate"), format!("must be above 0, got {rate}"));
+                }
+                let d = nonzero_duration(sc.duration, path, "duration", k, errs);
+                vec![RateStage {
+                    name: "steady".into(),
+                    duration: d.unwrap_or_default(),
+                    from: per_sec(rate),
+                    to: per_sec(rate),
+                    step: true,
+                }]
+            } else {
+                if sc.stages.is_empty() {
+                    errs.add(format!("{path}.stages"), "ramping-arrival-rate needs at least one stage");
+                }
+                let mut from = per_sec(sc.start_rate.unwrap_or(0.0));
+                let mut out = Vec::new();
+                for (i, s) in sc.stages.iter().enumerate() {
+                    let sp = format!("{path}.stages[{i}]");
+                    if s.duration.is_zero() {
+                        errs.add(format!("{sp}.duration"), "must be greater than 0s");
+                    }
+                    if !(s.target.is_finite() && s.target >= 0.0) {
+                        errs.add(format!("{sp}.target"), format!("must be 0 or more, got {}", s.target));
+                    }
+                    let to = per_sec(s.target.max(0.0));
+                    out.push(RateStage {
+                        name: stage_name(i, s),
+                        duration: s.duration,
+                        from,
+                        to,
+                        step: sc.step,
+                    });
+                    from = to;
+                }
+                out
+            };
+            Schedule::Arrival {
+                stages,
+                pre_allocated_vus: pre,
+                max_vus: max,
+            }
+        }
+        PerVuIterations => {
+            let vus = required(sc.vus, path, "vus", k, errs).unwrap_or(1);
+            errs.check_min(&format!("{path}.vus"), vus, 1);
+            let iterations = required(sc.iterations, path, "iterations", k, errs).unwrap_or(1);
+            errs.check_min(&format!("{path}.iterations"), iterations, 1);
+            let max_duration = sc.max_duration.unwrap_or(Duration::from_secs(600));
+            if max_duration.is_zero() {
+                errs.add(format!("{path}.max_duration"), "must be greater than 0s");
+            }
+            Schedule::PerVuIterations {
+                vus,
+                iterations,
+                max_duration,
+            }
+        }
+    };
+    (errs.len() == before).then_some(sched)
+}
+
+/// Variables of a scenario in definition order: data columns, then setup captures, then
+/// iteration captures. A name is usable in a step only once it is defined before that step.
+struct Vars {
+    names: Vec<String>,
+    /// Where each capture is defined, to explain use-before-definition.
+    defined_at: HashMap<String, String>,
+    /// Names visible now.
+    visible: HashMap<String, usize>,
+}
+
+impl Vars {
+    fn resolve(&self, name: &str) -> Result<Resolved, String> {
+        if let Some(i) = self.visible.get(name) {
+            return Ok(Resolved::Var(*i));
+        }
+        if let Some(at) = self.defined_at.get(name) {
+            return Err(format!(
+                "variable `${{{name}}}` is used before it is captured (it is captured by {at})"
+            ));
+        }
+        std::env::var(name).map(Resolved::Literal).map_err(|_| {
+            format!("unknown variable `${{{name}}}`: not a capture, a data column or a set environment variable")
+        })
+    }
+
+    fn define(&mut self, name: &str) -> usize {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            self.visible.insert(name.to_string(), i);
+            return i;
+        }
+        self.names.push(name.to_string());
+        let i = self.names.len() - 1;
+        self.visible.insert(name.to_string(), i);
+        i
+    }
+}
+
+fn scenario(
+    sc: &ScenarioConfig,
+    path: &str,
+    target: &TargetConfig,
+    base_url: Option<&str>,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<Scenario> {
+    let schedule = schedule(sc, path, errs);
+    if sc.requests.is_empty() {
+        errs.add(format!("{path}.requests"), "at least one request is required");
+    }
+    let mut vars = Vars {
+        names: Vec::new(),
+        defined_at: HashMap::new(),
+        visible: HashMap::new(),
+    };
+    for (list, key) in [(&sc.setup, "setup"), (&sc.requests, "requests")] {
+        for (i, r) in list.iter().enumerate() {
+            for c in &r.captures {
+                vars.defined_at
+                    .entry(c.name.clone())
+                    .or_insert_with(|| format!("{path}.{key}[{i}]"));
+            }
+        }
+    }
+    let data = sc.data.as_ref().and_then(|d| {
+        load_data(d, &format!("{path}.data"), base_dir, errs).map(|(cols, rows)| DataSet {
+            vars: cols.iter().map(|c| vars.define(c)).collect(),
+            rows,
+            mode: d.mode,
+        })
+    });
+    let mut step_names = HashMap::new();
+    let mut build = |list: &[RequestConfig], key: &str, vars: &mut Vars, errs: &mut Errors| {
+        let mut out = Vec::new();
+        for (i, r) in list.iter().enumerate() {
+            let rp = format!("{path}.{key}[{i}]");
+            if !valid_label(&r.name) {
+                errs.add(
+                    format!("{rp}.name"),
+                    format!("must be 1-64 characters of letters, digits, '-', '_' or '.', got {:?}", r.name),
+                );
+            } else if let Some(prev) = step_names.insert(r.name.clone(), rp.clone()) {
+                errs.add(format!("{rp}.name"), format!("{:?} is already used by {prev}", r.name));
+            }
+            if let Some(s) = step(r, &rp, target, base_url, base_dir, vars, errs) {
+                out.push(s);
+            }
+        }
+        out
+    };
+    let setup = build(&sc.setup, "setup", &mut vars, errs);
+    let steps = build(&sc.requests, "requests", &mut vars, errs);
+    let think_time = sc.think_time.unwrap_or_default();
+    Some(Scenario {
+        name: sc.name.clone(),
+        executor: sc.executor,
+        start: sc.start.unwrap_or_default(),
+        think_time,
+        schedule: schedule?,
+        setup,
+        steps,
+        var_names: vars.names,
+        data,
+    })
+}
+
+fn step(
+    r: &RequestConfig,
+    rp: &str,
+    target: &TargetConfig,
+    base_url: Option<&str>,
+    base_dir: &Path,
+    vars: &mut Vars,
+    errs: &mut Errors,
+) -> Option<Step> {
+    let before = errs.len();
+    let method = Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| errs.add(format!("{rp}.method"), format!("not an HTTP method: {:?}", r.method)))
+        .ok();
+    let parse = |s: &str, esc: Escape, field: String, errs: &mut Errors| -> Option<Template> {
+        Template::parse(s, esc, |n| vars.resolve(n))
+            .map_err(|e| errs.add(field, e))
+            .ok()
+    };
+    let url_text = match (&r.url, &r.path) {
+        (Some(_), Some(_)) => {
+            errs.add(format!("{rp}.path"), "give either url or path, not both");
+            None
+        }
+        (Some(u), None) => Some((u.clone(), format!("{rp}.url"))),
+        (None, Some(p)) => match base_url {
+            Some(b) => {
+                if !p.starts_with('/') {
+                    errs.add(format!("{rp}.path"), format!("must start with '/', got {p:?}"));
+                }
+                Some((format!("{b}{p}"), format!("{rp}.path")))
+            }
+            None => {
+                errs.add(
+                    format!("{rp}.path"),
+                    "needs target.base_url (or give an absolute url instead)",
+                );
+                None
+            }
+        },
+        (None, None) => {
+            errs.add(format!("{rp}.url"), "give url, or path with target.base_url");
+            None
+        }
+    };
+    let url = url_text.and_then(|(u, field)| {
+        let t = parse(&u, Escape::None, field.clone(), errs)?;
+        // Check the URL now with placeholders filled by a dummy, so typos fail at load.
+        let probe = t.render(&vec![Some("x".to_string()); 64]);
+        check_url(&probe, &field, errs).then_some(t)
+    });
+    let mut headers = Vec::new();
+    let bearer = r.bearer_token.as_ref().or(target.bearer_token.as_ref());
+    let mut header_srcs: Vec<(String, String, String)> = target
+        .headers
+        .iter()
+        .filter(|(k, _)| !r.headers.keys().any(|rk| rk.eq_ignore_ascii_case(k)))
+        .map(|(k, v)| (k.clone(), v.clone(), format!("target.headers.{k}")))
+        .collect();
+    header_srcs.extend(
+        r.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone(), format!("{rp}.headers.{k}"))),
+    );
+    if let Some(tok) = bearer {
+        let field = if r.bearer_token.is_some() {
+            format!("{rp}.bearer_token")
+        } else {
+            "target.bearer_token".to_string()
+        };
+        if header_srcs.iter().any(|(k, _, _)| k.eq_ignore_ascii_case("authorization")) {
+            errs.add(field.clone(), "conflicts with an Authorization header; give one of them");
+        }
+        header_srcs.push(("authorization".into(), format!("Bearer {tok}"), field));
+    }
+    for (k, v, field) in header_srcs {
+        let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
+            errs.add(field, format!("not a valid header name: {k:?}"));
+            continue;
+        };
+        if let Some(t) = parse(&v, Escape::None, field.clone(), errs) {
+            if let Some(s) = t.as_static() {
+                if http::HeaderValue::from_str(s).is_err() {
+                    // Never echo the value: it may hold a token.
+                    errs.add(field, "not a valid header value (control characters?)");
+                    continue;
+                }
+            }
+            headers.push((name, t));
+        }
+    }
+    let body = match &r.body {
+        None => Some(BodySpec::Empty),
+        Some(b) => {
+            let mut errs2 = Errors::new();
+            let spec = {
+                let mut p = |s: &str, esc: Escape, field: String| parse(s, esc, field, &mut errs2);
+                body::build(b, &format!("{rp}.body"), base_dir, &mut p, errs)
+            };
+            errs.extend(errs2);
+            spec
+        }
+    };
+    if matches!(body, Some(BodySpec::Static { .. } | BodySpec::Templated { .. }))
+        && method.as_ref().is_some_and(|m| m == Method::GET || m == Method::HEAD)
+    {
+        errs.add(format!("{rp}.body"), format!("a {} request cannot have a body", r.method));
+    }
+    for (i, c) in r.expect.iter().enumerate() {
+        if !(100..=599).contains(c) {
+            errs.add(format!("{rp}.expect[{i}]"), format!("must be an HTTP status 100-599, got {c}"));
+        }
+    }
+    let timeout = r.timeout.unwrap_or(target.timeout);
+    if timeout.is_zero() {
+        errs.add(format!("{rp}.timeout"), "must be greater than 0s");
+    }
+    // Captures become visible to later steps only, so they are defined after parsing.
+    let mut captures = Vec::new();
+    for (i, c) in r.captures.iter().enumerate() {
+        let cp = format!("{rp}.captures[{i}]");
+        if !valid_label(&c.name) || c.name.contains('.') {
+            errs.add(format!("{cp}.name"), format!("must be letters, digits, '-' or '_', got {:?}", c.name));
+            continue;
+        }
+        let kinds = [c.json.is_some(), c.header.is_some(), c.regex.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            errs.add(cp.clone(), "give exactly one of json, header or regex");
+            continue;
+        }
+        let kind = if let Some(p) = &c.json {
+            if !(p.is_empty() || p.starts_with('/')) {
+                errs.add(format!("{cp}.json"), format!("a JSON pointer starts with '/', got {p:?}"));
+                continue;
+            }
+            CaptureKind::JsonPointer(p.clone())
+        } else if let Some(h) = &c.header {
+            match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => CaptureKind::Header(n),
+                Err(_) => {
+                    errs.add(format!("{cp}.header"), format!("not a valid header name: {h:?}"));
+                    continue;
+                }
+            }
+        } else {
+            let re = c.regex.as_deref().unwrap_or_default();
+            match regex::Regex::new(re) {
+                Ok(r) => CaptureKind::Regex(r),
+                Err(e) => {
+                    errs.add(format!("{cp}.regex"), format!("invalid regex: {e}"));
+                    continue;
+                }
+            }
+        };
+        captures.push(Capture {
+            name: c.name.clone(),
+            var: vars.define(&c.name),
+            kind,
+        });
+    }
+    if errs.len() != before {
+        return None;
+    }
+    Some(Step {
+        name: r.name.clone(),
+        method: method?,
+        url: url?,
+        headers,
+        body: body?,
+        expect: if r.expect.is_empty() {
+            Expect::Any2xx
+        } else {
+            Expect::Codes(r.expect.clone())
+        },
+        timeout,
+        captures,
+    })
+}
+
+/// Read a CSV (with a header row) or JSON (array of objects) file of rows.
+fn load_data(
+    d: &DataConfig,
+    path: &str,
+    base_dir: &Path,
+    errs: &mut Errors,
+) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let file = if d.file.is_absolute() {
+        d.file.clone()
+    } else {
+        base_dir.join(&d.file)
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            errs.add(format!("{path}.file"), format!("cannot read {}: {e}", file.display()));
+            return None;
+        }
+    };
+    let is_json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let parsed: Result<(Vec<String>, Vec<Vec<String>>), String> = if is_json {
+        serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(&text)
+            .map_err(|e| format!("not a JSON array of objects: {e}"))
+            .map(|objs| {
+                let mut cols: Vec<String> = Vec::new();
+                for o in &objs {
+                    for k in o.keys() {
+                        if !cols.contains(k) {
+                            cols.push(k.clone());
+                        }
+                    }
+                }
+                let rows = objs
+                    .iter()
+                    .map(|o| {
+                        cols.iter()
+                            .map(|c| match o.get(c) {
+                                Some(serde_json::Value::String(s)) => s.clone(),
+                                Some(v) => v.to_string(),
+                                None => String::new(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                (cols, rows)
+            })
+    } else {
+        let mut rdr = csv::Reader::from_reader(text.as_bytes());
+        rdr.headers()
+            .map(|h| h.iter().map(|s| s.trim().to_string()).collect::<Vec<_>>())
+            .map_err(|e| format!("not valid CSV: {e}"))
+            .and_then(|cols| {
+                rdr.records()
+                    .map(|r| {
+                        r.map(|r| r.iter().map(str::to_string).collect())
+                            .map_err(|e| format!("not valid CSV: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|rows| (cols, rows))
+            })
+    };
+    match parsed {
+        Err(e) => {
+            errs.add(format!("{path}.file"), e);
+            None
+        }
+        Ok((_, rows)) if rows.is_empty() => {
+            errs.add(format!("{path}.file"), format!("{} has no rows", file.display()));
+            None
+        }
+        Ok((cols, rows)) => {
+            for c in &cols {
+                if !valid_label(c) || c.contains('.') {
+                    errs.add(format!("{path}.file"), format!("column name {c:?} is not usable as a variable"));
+                    return None;
+                }
+            }
+            Some((cols, rows))
+        }
+    }
+}
+
+/// The config with every secret replaced, for printing and logging.
+pub fn redacted(raw: &RawConfig) -> RawConfig {
+    let mut r = raw.clone();
+    let hide = |h: &mut std::collections::BTreeMap<String, String>| {
+        for (k, v) in h.iter_mut() {
+            if SENSITIVE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+                *v = REDACTED.into();
+            }
+        }
+    };
+    if r.target.bearer_token.is_some() {
+        r.target.bearer_token = Some(REDACTED.into());
+    }
+    hide(&mut r.target.headers);
+    for sc in &mut r.scenarios {
+        for req in sc.setup.iter_mut().chain(sc.requests.iter_mut()) {
+            if req.bearer_token.is_some() {
+                req.bearer_token = Some(REDACTED.into());
+            }
+            hide(&mut req.headers);
+        }
+    }
+    r
+}

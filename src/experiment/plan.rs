@@ -1,0 +1,155 @@
+//! Running a plan: every scenario's executor and stage observer side by side, a progress line
+//! every few seconds, and the results when all scenarios end (or the run is stopped).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::observer::observe;
+use crate::analysis::{LatencySummary, StageSummary};
+use crate::config::Settings;
+use crate::containers::SnapshotRx;
+use crate::load::executor::{self, Stop};
+use crate::load::plan::Shard;
+use crate::load::vu::ScenarioCtx;
+use crate::metrics::LoadMetrics;
+
+/// What a plan run needs besides its settings.
+#[derive(Clone)]
+pub struct Runtime {
+    pub metrics: Arc<LoadMetrics>,
+    pub containers: SnapshotRx,
+    pub shard: Shard,
+    /// Summaries published as stages end, for /report and the API.
+    pub live: Arc<Mutex<Vec<StageSummary>>>,
+}
+
+/// Whole-run figures of one scenario, for the end-of-run summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScenarioTotals {
+    pub scenario: String,
+    pub iterations: u64,
+    pub requests: u64,
+    pub failed_checks: u64,
+    pub dropped_iterations: u64,
+    pub data_sent_bytes: u64,
+    pub data_received_bytes: u64,
+    pub latency: LatencySummary,
+    pub status: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanResult {
+    pub started: SystemTime,
+    pub ended: SystemTime,
+    pub elapsed: Duration,
+    pub stages: Vec<StageSummary>,
+    pub totals: Vec<ScenarioTotals>,
+    /// True when a drain cut the plan short.
+    pub interrupted: bool,
+}
+
+/// Run every scenario of `settings` once.
+pub async fn run_plan(settings: &Settings, rt: &Runtime, settle: Duration, stop: Stop) -> PlanResult {
+    let started = SystemTime::now();
+    let start = Instant::now();
+    let tracker = TaskTracker::new();
+    let results: Arc<Mutex<Vec<StageSummary>>> = Arc::default();
+    let ctxs: Vec<_> = settings
+        .scenarios
+        .iter()
+        .map(|sc| ScenarioCtx::new(sc.clone(), &rt.metrics))
+        .collect();
+    // Counters are cumulative across repeated runs; the summary reports this run only.
+    let base = snapshot_counters(&ctxs);
+    for ctx in &ctxs {
+        let sc = &ctx.scenario;
+        let t0 = start + sc.start;
+        let done = CancellationToken::new();
+        let (c, s, d) = (ctx.clone(), stop.clone(), done.clone());
+        let ctx = ctx.clone();
+        let shard = rt.shard;
+        tracker.spawn(async move {
+            executor::run(c, shard, s, t0).await;
+            d.cancel();
+        });
+        let (c, m, rx, s) = (ctx.clone(), rt.metrics.clone(), rt.containers.clone(), stop.clone());
+        let (res, live) = (results.clone(), rt.live.clone());
+        tracker.spawn(async move {
+            observe(c, m, rx, t0, settle, done, s, |summary| {
+                live.lock().unwrap_or_else(|e| e.into_inner()).push(summary.clone());
+                res.lock().unwrap_or_else(|e| e.into_inner()).push(summary);
+            })
+            .await;
+        });
+    }
+    tracker.close();
+    let total = settings
+        .scenarios
+        .iter()
+        .map(|s| s.start + s.schedule.total())
+        .max()
+        .unwrap_or_default();
+    let progress = super::progress::spawn(
+        ctxs.clone(),
+        start,
+        total,
+        settings.raw.log.progress_interval,
+    );
+    tracker.wait().await;
+    progress.cancel();
+    let mut stages = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
+    let order = |n: &str| settings.scenarios.iter().position(|s| s.name == n);
+    stages.sort_by_key(|s| (order(&s.scenario), s.stage_index));
+    PlanResult {
+        started,
+        ended: SystemTime::now(),
+        elapsed: start.elapsed(),
+        stages,
+        totals: snapshot_counters(&ctxs)
+            .into_iter()
+            .zip(base)
+            .map(|(now, base)| now.since(&base))
+            .collect(),
+        interrupted: stop.drain.is_cancelled(),
+    }
+}
+
+impl ScenarioTotals {
+    /// The difference from an earlier snapshot (latency is per run already).
+    fn since(mut self, base: &ScenarioTotals) -> Self {
+        self.iterations -= base.iterations;
+        self.requests -= base.requests;
+        self.failed_checks -= base.failed_checks;
+        self.dropped_iterations -= base.dropped_iterations;
+        self.data_sent_bytes -= base.data_sent_bytes;
+        self.data_received_bytes -= base.data_received_bytes;
+        for (k, v) in self.status.iter_mut() {
+            *v -= base.status.get(k).copied().unwrap_or(0);
+        }
+        self.status.retain(|_, v| *v > 0);
+        self
+    }
+}
+
+fn snapshot_counters(ctxs: &[Arc<ScenarioCtx>]) -> Vec<ScenarioTotals> {
+    ctxs.iter()
+        .map(|c| {
+            let (requests, failed) = c.totals();
+            ScenarioTotals {
+                scenario: c.scenario.name.clone(),
+                iterations: c.metrics.iterations.get(),
+                requests,
+                failed_checks: failed,
+                dropped_iterations: c.metrics.dropped.get(),
+                data_sent_bytes: c.metrics.data_sent.get(),
+                data_received_bytes: c.metrics.data_received.get(),
+                latency: c.latency.total(),
+                status: c.counts(),
+            }
+        })
+        .collect()
+}

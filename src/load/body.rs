@@ -1,0 +1,303 @@
+//! Request bodies. Files are read once at start and a body without variables is encoded once
+//! into a single `Bytes` that every request shares (a reference-count bump, no copy of the
+//! image). A body with `${var}`s keeps its constant pieces, the file parts included, as shared
+//! `Bytes` and renders only the variable text per request.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::template::{Escape, Template};
+use crate::config::raw::BodyConfig;
+
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    Bytes(Bytes),
+    Text(Template),
+}
+
+#[derive(Debug, Clone)]
+pub enum BodySpec {
+    Empty,
+    Static {
+        bytes: Bytes,
+        content_type: HeaderValue,
+    },
+    Templated {
+        chunks: Vec<Chunk>,
+        content_type: HeaderValue,
+    },
+}
+
+impl BodySpec {
+    pub fn content_type(&self) -> Option<&HeaderValue> {
+        match self {
+            BodySpec::Empty => None,
+            BodySpec::Static { content_type, .. } | BodySpec::Templated { content_type, .. } => {
+                Some(content_type)
+            }
+        }
+    }
+
+    /// The body for one request.
+    pub fn render(&self, vars: &[Option<String>]) -> ReqBody {
+        match self {
+            BodySpec::Empty => ReqBody::empty(),
+            BodySpec::Static { bytes, .. } => ReqBody::from_chunks(VecDeque::from([bytes.clone()])),
+            BodySpec::Templated { chunks, .. } => ReqBody::from_chunks(
+                chunks
+                    .iter()
+                    .map(|c| match c {
+                        Chunk::Bytes(b) => b.clone(),
+                        Chunk::Text(t) => Bytes::from(t.render(vars)),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn from_chunks(chunks: Vec<Chunk>, content_type: HeaderValue) -> Self {
+        // Merge neighbouring constant pieces; a fully constant body becomes one shared Bytes.
+        let mut merged: Vec<Chunk> = Vec::new();
+        for c in chunks {
+            let c = match c {
+                Chunk::Text(t) => match t.as_static() {
+                    Some(s) => Chunk::Bytes(Bytes::from(s.to_string())),
+                    None => Chunk::Text(t),
+                },
+                b => b,
+            };
+            match (merged.last_mut(), c) {
+                (Some(Chunk::Bytes(prev)), Chunk::Bytes(next)) => {
+                    let mut v = Vec::with_capacity(prev.len() + next.len());
+                    v.extend_from_slice(prev);
+                    v.extend_from_slice(&next);
+                    *prev = Bytes::from(v);
+                }
+                (_, c) => merged.push(c),
+            }
+        }
+        match merged.as_slice() {
+            [] => BodySpec::Static {
+                bytes: Bytes::new(),
+                content_type,
+            },
+            [Chunk::Bytes(b)] => BodySpec::Static {
+                bytes: b.clone(),
+                content_type,
+            },
+            _ => BodySpec::Templated {
+                chunks: merged,
+                content_type,
+            },
+        }
+    }
+}
+
+/// Parses one template of a body field; reports errors itself and returns None on error.
+pub type FieldParser<'a> = dyn FnMut(&str, Escape, String) -> Option<Template> + 'a;
+
+/// Build a body from its config. `path` is the config path of the body (for errors),
+/// `base_dir` resolves relative file paths (the config file's directory).
+pub fn build(
+    cfg: &BodyConfig,
+    path: &str,
+    base_dir: &Path,
+    parse: &mut FieldParser<'_>,
+    errs: &mut crate::config::Errors,
+) -> Option<BodySpec> {
+    match cfg {
+        BodyConfig::Json { json } => {
+            // Serialize first, then template the text: substitutions are JSON-escaped.
+            let text = serde_json::to_string(json).ok()?;
+            let t = parse(&text, Escape::Json, format!("{path}.json"))?;
+            Some(BodySpec::from_chunks(
+                vec![Chunk::Text(t)],
+                HeaderValue::from_static("application/json"),
+            ))
+        }
+        BodyConfig::Text { text, content_type } => {
+            let ct = match content_type {
+                None => HeaderValue::from_static("text/plain; charset=utf-8"),
+                Some(ct) => match HeaderValue::from_str(ct) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        errs.add(
+                            format!("{path}.content_type"),
+                            format!("not a valid header value: {ct:?}"),
+                        );
+                        return None;
+                    }
+                },
+            };
+            let t = parse(text, Escape::None, format!("{path}.text"))?;
+            Some(BodySpec::from_chunks(vec![Chunk::Text(t)], ct))
+        }
+        BodyConfig::Form { fields } => {
+            let mut chunks = Vec::new();
+            for (i, (k, v)) in fields.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "&" };
+                let key = parse(k, Escape::Form, format!("{path}.fields.{k}"))?;
+                chunks.push(Chunk::Bytes(Bytes::from(format!(
+                    "{sep}{}=",
+                    key.render(&[])
+                ))));
+                chunks.push(Chunk::Text(parse(
+                    v,
+                    Escape::Form,
+                    format!("{path}.fields.{k}"),
+                )?));
+            }
+            Some(BodySpec::from_chunks(
+                chunks,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            ))
+        }
+        BodyConfig::Multipart { fields, files } => {
+            let boundary = "----loadspec-boundary-7d9f1c2a5e3b";
+            let mut chunks = Vec::new();
+            let mut ok = true;
+            for (i, f) in fields.iter().enumerate() {
+                if !valid_part_name(&f.name) {
+                    errs.add(
+                        format!("{path}.fields[{i}].name"),
+                        format!("must be non-empty without quotes or line breaks, got {:?}", f.name),
+                    );
+                    ok = false;
+                    continue;
+                }
+                chunks.push(Chunk::Bytes(Bytes::from(format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n",
+                    f.name
+                ))));
+                match parse(&f.value, Escape::None, format!("{path}.fields[{i}].value")) {
+                    Some(t) => chunks.push(Chunk::Text(t)),
+                    None => ok = false,
+                }
+                chunks.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
+            }
+            for (i, f) in files.iter().enumerate() {
+                let p = format!("{path}.files[{i}]");
+                if !valid_part_name(&f.name) {
+                    errs.add(
+                        format!("{p}.name"),
+                        format!("must be non-empty without quotes or line breaks, got {:?}", f.name),
+                    );
+                    ok = false;
+                    continue;
+                }
+                let file = if f.path.is_absolute() {
+                    f.path.clone()
+                } else {
+                    base_dir.join(&f.path)
+                };
+                let data = match std::fs::read(&file) {
+                    Ok(d) => Bytes::from(d),
+                    Err(e) => {
+                        errs.add(
+                            format!("{p}.path"),
+                            format!("cannot read file {}: {e}", file.display()),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                };
+                let filename = f.filename.clone().unwrap_or_else(|| {
+                    f.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "file".into())
+                });
+                if !valid_part_name(&filename) {
+                    errs.add(format!("{p}.filename"), "must not contain quotes or line breaks");
+                    ok = false;
+                    continue;
+                }
+                let ct = f
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                if ct.contains(['\r', '\n']) {
+                    errs.add(format!("{p}.content_type"), "must not contain line breaks");
+                    ok = false;
+                    continue;
+                }
+                chunks.push(Chunk::Bytes(Bytes::from(format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {ct}\r\n\r\n",
+                    f.name
+                ))));
+                chunks.push(Chunk::Bytes(data));
+                chunks.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
+            }
+            chunks.push(Chunk::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
+            if !ok {
+                return None;
+            }
+            let ct = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+                .expect("static boundary is a valid header value");
+            Some(BodySpec::from_chunks(chunks, ct))
+        }
+    }
+}
+
+fn valid_part_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['"', '\r', '\n'])
+}
+
+/// The request body type of the client: a few shared `Bytes` chunks with an exact length, so
+/// hyper sends `Content-Length` rather than chunked encoding.
+#[derive(Debug, Default)]
+pub struct ReqBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ReqBody {
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn from_chunks(chunks: VecDeque<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self { chunks, remaining }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.chunks.pop_front() {
+            Some(b) => {
+                self.remaining -= b.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
