@@ -6,6 +6,20 @@
 //! Prometheus collector and the per-stage summaries both read the latest snapshot, so sampling
 //! happens once per interval no matter how often Prometheus scrapes.
 
+pub mod config;
+pub mod docker;
+pub mod error;
+pub mod host;
+pub mod limits;
+pub mod process;
+pub mod rate;
+pub mod sampler;
+
+pub use config::{ContainersConfig, SourceKind};
+pub use error::ContainerError;
+pub use limits::{Limits, LimitsControl};
+pub use sampler::{spawn_process_sampler, spawn_sampler};
+
 use std::sync::Arc;
 use std::time::SystemTime;
 
