@@ -193,16 +193,19 @@ async fn ai_prompt(state: &Arc<DemoState>, req: Request<Incoming>) -> Reply {
     if !authorized {
         return (unauthorized(), None);
     }
-    let parsed = body.and_then(|b| {
-        serde_json::from_slice::<PromptBody>(&b)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
-    });
-    match parsed {
+    let body = match body {
+        Ok(b) => b,
+        Err(resp) => return (resp, None),
+    };
+    match serde_json::from_slice::<PromptBody>(&body) {
         Ok(p) => {
-            let body = json!({ "prompt_chars": p.prompt.chars().count() });
-            ai_work(state, body).await
+            let fields = json!({ "prompt_chars": p.prompt.chars().count() });
+            ai_work(state, fields).await
         }
-        Err(resp) => (resp, None),
+        Err(e) => {
+            let msg = format!("invalid JSON body: {e}");
+            (error(StatusCode::BAD_REQUEST, msg), None)
+        }
     }
 }
 

@@ -94,7 +94,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-            if b != 0 && b % size == 0 {
+            if b != 0 && b.is_multiple_of(size) {
                 return write!(f, "{}{unit}", b / size);
             }
         }
