@@ -734,7 +734,7 @@ async fn cpu_per_request_matches_the_configured_cost() {
     );
 
     // S1 posts with their own cost. The process also spends CPU in hyper, routing and JSON
-    // (about 0.1 ms per request in release, up to 1 ms in this debug build), so the bound is
+    // (measured at up to 1 ms per request in this debug build), so the bound is
     // the configured cost plus 10 %.
     let r = send(
         &c,
