@@ -271,6 +271,46 @@ async fn ai_images_rejects_unauthorized_and_malformed_uploads() {
 }
 
 #[tokio::test]
+async fn bodies_over_max_body_get_413() {
+    let cfg = DemoTargetConfig {
+        max_body: demo_target::ByteSize(4096),
+        ..DemoTargetConfig::free()
+    };
+    let (addr, h) = demo_target::spawn(cfg).await.unwrap();
+    let c = client();
+    let big_image = test_image(10_000);
+    let body = multipart(
+        BOUNDARY,
+        &[
+            ("prompt", None, PROMPT.as_bytes()),
+            (
+                "beforeImagePath",
+                Some(("test.png", "image/png")),
+                &big_image,
+            ),
+        ],
+    );
+    let ct = multipart_ct();
+    let headers = [("content-type", ct.as_str()), ("authorization", TOKEN)];
+    assert_eq!(send(&c, addr, "POST", AI, &headers, body).await.status, 413);
+    let prompt = serde_json::json!({ "prompt": "x".repeat(10_000) }).to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", TOKEN),
+    ];
+    assert_eq!(
+        send(&c, addr, "POST", AI_PROMPT, &headers, prompt)
+            .await
+            .status,
+        413
+    );
+    // A body under the limit still works on the same server.
+    let r = send(&c, addr, "POST", AI_PROMPT, &headers, r#"{"prompt":"ok"}"#).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(h.stats().ai_requests, 1);
+}
+
+#[tokio::test]
 async fn prompt_endpoint_needs_bearer_and_json() {
     let (addr, h) = demo_target::spawn(DemoTargetConfig::free()).await.unwrap();
     let c = client();
@@ -596,7 +636,7 @@ async fn stall_holds_every_response_until_it_ends() {
     );
     let st = h.stats();
     assert_eq!((st.in_flight, st.max_in_flight, st.completed), (0, 5, 5));
-    assert!(matches!(get(&c, addr, "/_control/stall").await.status, 404));
+    assert_eq!(get(&c, addr, "/_control/stall").await.status, 404);
     assert_eq!(
         send(&c, addr, "POST", "/_control/stall", &[], "")
             .await
