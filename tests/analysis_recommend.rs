@@ -98,9 +98,11 @@ fn cost_table_has_one_row_per_spec_and_marks_the_cheapest_per_tps() {
     }
     assert_eq!(a.costs.iter().filter(|c| c.most_efficient).count(), 1);
     let best = a.costs.iter().find(|c| c.most_efficient).unwrap();
+    assert!(!best.extrapolated);
     let min = a
         .costs
         .iter()
+        .filter(|c| !c.extrapolated)
         .filter_map(|c| c.cost_per_tps_hour)
         .fold(f64::INFINITY, f64::min);
     assert_eq!(best.cost_per_tps_hour, Some(min));

@@ -15,6 +15,15 @@ pub enum FitMethod {
     ThroughOrigin,
 }
 
+impl std::fmt::Display for FitMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FitMethod::LeastSquares => "least squares",
+            FitMethod::ThroughOrigin => "least squares through 0",
+        })
+    }
+}
+
 /// One measured point and how far the line misses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitPoint {

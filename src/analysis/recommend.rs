@@ -70,7 +70,10 @@ pub struct CostRow {
     pub expected_tps: Option<f64>,
     /// Currency per hour per TPS.
     pub cost_per_tps_hour: Option<f64>,
-    /// Lowest cost per TPS of the table.
+    /// Its VUs are above the tested range.
+    pub extrapolated: bool,
+    /// Lowest cost per TPS among the specs within the tested range (among all specs when
+    /// none is): an extrapolated spec is not a measured bargain.
     pub most_efficient: bool,
 }
 
@@ -190,7 +193,8 @@ fn per_tps(cost: f64, tps: Option<f64>) -> Option<f64> {
 }
 
 /// One row per distinct spec of the recommendation table, at the highest VUs it serves; the
-/// lowest cost per TPS is marked most efficient (the smaller spec wins a tie).
+/// lowest cost per TPS within the tested range is marked most efficient (the smaller spec wins
+/// a tie).
 pub fn cost_table(rows: &[RecommendationRow]) -> Vec<CostRow> {
     let mut out: Vec<CostRow> = Vec::new();
     for r in rows {
@@ -201,6 +205,7 @@ pub fn cost_table(rows: &[RecommendationRow]) -> Vec<CostRow> {
             vus: r.vus,
             expected_tps: r.expected_tps,
             cost_per_tps_hour: r.cost_per_tps_hour,
+            extrapolated: r.extrapolated,
             most_efficient: false,
         };
         match out.iter_mut().find(|c| c.spec == r.spec) {
@@ -210,9 +215,13 @@ pub fn cost_table(rows: &[RecommendationRow]) -> Vec<CostRow> {
         }
     }
     out.sort_by(|a, b| a.cost_per_hour.total_cmp(&b.cost_per_hour));
+    let any_measured = out
+        .iter()
+        .any(|c| !c.extrapolated && c.cost_per_tps_hour.is_some());
     let best = out
         .iter()
         .enumerate()
+        .filter(|(_, c)| !(any_measured && c.extrapolated))
         .filter_map(|(i, c)| Some((i, c.cost_per_tps_hour?)))
         .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
         .map(|(i, _)| i);
