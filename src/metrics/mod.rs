@@ -10,6 +10,7 @@
 //! succeeded, else `fail`. So the error ratio is `checks{result="fail"} / checks`.
 
 pub mod containers;
+pub mod model;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
