@@ -175,5 +175,6 @@ fn html_renders_in_headless_chromium() {
     if let Ok(keep) = std::env::var("LOADSPEC_KEEP_SCREENSHOT") {
         std::fs::copy(&png, &keep).unwrap();
         std::fs::copy(&paths.html, format!("{keep}.html")).unwrap();
+        std::fs::copy(&paths.json, format!("{keep}.json")).unwrap();
     }
 }
