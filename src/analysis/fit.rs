@@ -146,11 +146,13 @@ mod tests {
     #[test]
     fn residuals_and_r2_of_a_noisy_line() {
         let f = fit_linear(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0)]).unwrap();
-        // slope 1, base 2/3: residuals -2/3, 1/3... check by hand.
+        // By hand: Sxy = 2, Sxx = 2 → slope 1, base 4/3 − 1 = 1/3; residuals −1/3, 2/3, −1/3.
         assert!((f.slope - 1.0).abs() < 1e-9);
-        assert!((f.base - 2.0 / 3.0).abs() < 1e-9);
+        assert!((f.base - 1.0 / 3.0).abs() < 1e-9);
         let res: Vec<f64> = f.points.iter().map(|p| p.residual).collect();
-        assert!((res[0] + 2.0 / 3.0).abs() < 1e-9 && (res[1] - 1.0 / 3.0).abs() < 1e-9);
+        for (r, want) in res.iter().zip([-1.0 / 3.0, 2.0 / 3.0, -1.0 / 3.0]) {
+            assert!((r - want).abs() < 1e-9, "{res:?}");
+        }
         // SS_tot = 8/3, SS_res = 2/3 → R² = 0.75
         assert!((f.r2 - 0.75).abs() < 1e-9);
     }

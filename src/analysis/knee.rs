@@ -75,7 +75,7 @@ fn signal(criterion: KneeCriterion, p: &StagePoint, detail: String) -> KneeSigna
 fn tps_plateau(pts: &[StagePoint], frac: f64) -> Option<KneeSignal> {
     let first = pts.first()?;
     let initial = first.tps / first.vus;
-    if !(initial > 0.0) {
+    if initial.is_nan() || initial <= 0.0 {
         return None;
     }
     pts.windows(2).find_map(|w| {

@@ -59,7 +59,8 @@ fn is_numeric(s: &str) -> bool {
     }) && s.chars().count() < 24
 }
 
-fn table(out: &mut String, t: &Table, highlight: Option<&dyn Fn(&[String]) -> bool>) {
+/// `mark_best`: highlight rows whose last cell carries the cost table's ★.
+fn table(out: &mut String, t: &Table, mark_best: bool) {
     let _ = write!(out, "<h2>{}</h2>", escape(&t.title));
     if t.rows.is_empty() {
         out.push_str("<p class=\"caption\">No data.</p>");
@@ -71,7 +72,7 @@ fn table(out: &mut String, t: &Table, highlight: Option<&dyn Fn(&[String]) -> bo
     }
     out.push_str("</tr></thead><tbody>");
     for r in &t.rows {
-        let best = highlight.is_some_and(|f| f(r));
+        let best = mark_best && r.last().is_some_and(|c| c.starts_with('★'));
         out.push_str(if best { "<tr class=\"best\">" } else { "<tr>" });
         for c in r {
             let class = if is_numeric(c) { " class=\"num\"" } else { "" };
@@ -229,10 +230,8 @@ pub fn render_html(run: &RunInfo, stages: &[StageSummary], a: &CapacityAnalysis)
         let _ = write!(out, "<figure>{}</figure>", c.render());
     }
     out.push_str("</div>");
-    let cost_best = |r: &[String]| r.last().is_some_and(|c| c.starts_with('★'));
     for t in tables::all(stages, a) {
-        let hl: Option<&dyn Fn(&[String]) -> bool> = (t.title == "Cost").then_some(&cost_best);
-        table(&mut out, &t, hl);
+        table(&mut out, &t, t.title == "Cost");
     }
     if !a.warnings.is_empty() {
         out.push_str("<h2>Warnings</h2><ul class=\"warn\">");

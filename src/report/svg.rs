@@ -115,7 +115,8 @@ fn axis(max: f64) -> (f64, f64) {
         1.0
     };
     let step = nice_step(max, 5.0);
-    ((max / step).ceil().max(1.0) * step, step)
+    // The epsilon keeps 1.0 / 0.2 = 5.000000001 from adding a whole empty tick.
+    (((max / step) - 1e-9).ceil().max(1.0) * step, step)
 }
 
 impl Chart {
@@ -300,7 +301,8 @@ mod tests {
 
     #[test]
     fn nice_axes() {
-        assert_eq!(axis(8.0), (10.0, 2.0));
+        assert_eq!(axis(8.0), (8.0, 2.0));
+        assert_eq!(axis(8.5), (10.0, 2.0));
         assert_eq!(axis(41.0), (50.0, 10.0));
         assert_eq!(axis(0.0), (1.0, 0.2));
         assert_eq!(axis(f64::NAN), (1.0, 0.2));
