@@ -502,7 +502,7 @@ async fn limits_set_and_restored() {
     assert_eq!(c.inspect("{{.State.Running}}"), "true");
 
     // Bad input names the container and the reason, and changes nothing.
-    let err = ctl.set(&c.name, 0.0, 128 << 20).await.unwrap_err();
+    let err = ctl.set(&c.name, 0.001, 128 << 20).await.unwrap_err();
     assert!(
         err.to_string().contains("cpus must be at least 0.01"),
         "{err}"

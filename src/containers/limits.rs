@@ -110,7 +110,8 @@ impl LimitsControl {
     }
 
     /// Set `cpus` cores and `memory_bytes` (swap included, so no swap) on `name`, recording its
-    /// original limits first.
+    /// original limits first. A 0 leaves that resource as it is, so a sweep can change only
+    /// the CPUs of a container without a memory limit.
     pub async fn set(
         &self,
         name: &str,
@@ -121,12 +122,14 @@ impl LimitsControl {
             name: name.to_string(),
             reason,
         };
-        if !(cpus.is_finite() && cpus >= 0.01) {
-            return Err(bad(format!("cpus must be at least 0.01, got {cpus}")));
-        }
-        if memory_bytes < MIN_MEMORY_BYTES {
+        if !(cpus == 0.0 || (cpus.is_finite() && cpus >= 0.01)) {
             return Err(bad(format!(
-                "memory must be at least {MIN_MEMORY_BYTES} bytes, got {memory_bytes}"
+                "cpus must be at least 0.01 (or 0 to keep), got {cpus}"
+            )));
+        }
+        if memory_bytes != 0 && memory_bytes < MIN_MEMORY_BYTES {
+            return Err(bad(format!(
+                "memory must be at least {MIN_MEMORY_BYTES} bytes (or 0 to keep), got {memory_bytes}"
             )));
         }
         let memory = i64::try_from(memory_bytes)
@@ -137,16 +140,18 @@ impl LimitsControl {
             .await
             .entry(name.to_string())
             .or_insert(current);
-        let mut update = UpdateContainerOptions::<String> {
-            memory: Some(memory),
-            memory_swap: Some(memory),
-            ..Default::default()
-        };
-        if current.nano_cpus > 0 {
-            update.nano_cpus = Some((cpus * 1e9).round() as i64);
-        } else {
-            update.cpu_period = Some(CPU_PERIOD_US);
-            update.cpu_quota = Some((cpus * CPU_PERIOD_US as f64).round() as i64);
+        let mut update = UpdateContainerOptions::<String>::default();
+        if memory > 0 {
+            update.memory = Some(memory);
+            update.memory_swap = Some(memory);
+        }
+        if cpus > 0.0 {
+            if current.nano_cpus > 0 {
+                update.nano_cpus = Some((cpus * 1e9).round() as i64);
+            } else {
+                update.cpu_period = Some(CPU_PERIOD_US);
+                update.cpu_quota = Some((cpus * CPU_PERIOD_US as f64).round() as i64);
+            }
         }
         self.update(name, update).await
     }
