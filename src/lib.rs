@@ -20,6 +20,8 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod containers;
 pub mod demo_target;
 pub mod experiment;

@@ -1,1 +1,18 @@
-//! Logging setup (in progress).
+//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or
+//! JSON lines. Stdout is kept for the summaries a user reads or a script parses.
+
+use crate::config::raw::LogFormat;
+
+/// Install the global subscriber; a second call (tests, reloads) is a no-op.
+pub fn init(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.compact().try_init(),
+    };
+}

@@ -1,1 +1,160 @@
-//! HTTP server (in progress).
+//! The daemon's HTTP server (hyper): `/metrics` (Prometheus text), `/healthz` (alive),
+//! `/readyz` (a plan is loaded and the server is up), `/report` (the current experiment as
+//! HTML, refreshing while it runs), `/report.json`, `/report.md`, and `/api/stages` (stage
+//! summaries so far, JSON).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::{CapacityAnalysis, StageSummary};
+use crate::report::RunInfo;
+
+/// The finished (or in-progress) experiment, as /report shows it.
+#[derive(Default)]
+pub struct ReportView {
+    pub run: RunInfo,
+    /// Set once the experiment has ended; until then /report is built from live stages.
+    pub analysis: Option<CapacityAnalysis>,
+    pub stages: Vec<StageSummary>,
+}
+
+/// Shared between the server and the daemon.
+pub struct AppState {
+    pub registry: Registry,
+    pub ready: AtomicBool,
+    pub live: Arc<Mutex<Vec<StageSummary>>>,
+    pub report: RwLock<ReportView>,
+    /// Builds an interim analysis from live stages (the daemon knows the SLA and prices).
+    pub analyze: Box<dyn Fn(&[StageSummary]) -> CapacityAnalysis + Send + Sync>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, ctype)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(body.into()))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+impl AppState {
+    fn current(&self) -> (RunInfo, Vec<StageSummary>, CapacityAnalysis, bool) {
+        let view = self.report.read().unwrap_or_else(|e| e.into_inner());
+        match &view.analysis {
+            Some(a) => (view.run.clone(), view.stages.clone(), a.clone(), true),
+            None => {
+                let stages = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let a = (self.analyze)(&stages);
+                (view.run.clone(), stages, a, false)
+            }
+        }
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> Resp {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let mut buf = Vec::with_capacity(16 * 1024);
+                match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+                    Ok(()) => text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", buf),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+                }
+            }
+            "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
+            "/readyz" => {
+                if self.ready.load(Ordering::Relaxed) {
+                    text(StatusCode::OK, "text/plain", "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
+                }
+            }
+            "/report" | "/" => {
+                let (run, stages, a, done) = self.current();
+                let mut html = crate::report::render_html(&run, &stages, &a);
+                if !done {
+                    // Refresh while the experiment runs, so the page is a live view.
+                    html = html.replacen(
+                        "<head>",
+                        "<head><meta http-equiv=\"refresh\" content=\"5\">",
+                        1,
+                    );
+                }
+                text(StatusCode::OK, "text/html; charset=utf-8", html)
+            }
+            "/report.json" => {
+                let (run, stages, a, _) = self.current();
+                text(StatusCode::OK, "application/json", crate::report::render_json(&run, &stages, &a))
+            }
+            "/report.md" => {
+                let (run, stages, a, _) = self.current();
+                text(StatusCode::OK, "text/markdown; charset=utf-8", crate::report::render_markdown(&run, &stages, &a))
+            }
+            "/api/stages" => {
+                let stages = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                text(
+                    StatusCode::OK,
+                    "application/json",
+                    serde_json::to_string(&stages).unwrap_or_else(|_| "[]".into()),
+                )
+            }
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        }
+    }
+}
+
+/// Bind the listen address; the error names it.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} (server.listen): {e}"))
+    })
+}
+
+/// Serve until `shutdown`; open keep-alive connections are closed gracefully.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(state.route(&req)) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}

@@ -1,7 +1,75 @@
 //! Experiment orchestration: running a plan with its stage observers and progress line; the
 //! sweep (bottom-up) and search (top-down) experiments build on it.
+pub mod config;
+pub mod limits;
 pub mod observer;
 pub mod plan;
 pub mod progress;
+pub mod search;
+pub mod summary;
+pub mod sweep;
+
+use std::time::Duration;
 
 pub use plan::{run_plan, PlanResult, Runtime, ScenarioTotals};
+
+use crate::analysis::StageSummary;
+use crate::config::Settings;
+use crate::load::executor::Stop;
+use crate::report::RestoredLimits;
+use config::Mode;
+
+/// What any experiment produced.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The scenario the analysis is about.
+    pub scenario: String,
+    pub stages: Vec<StageSummary>,
+    pub totals: Vec<ScenarioTotals>,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub notes: Vec<String>,
+    /// Sweep: the most VUs that stayed within the SLA.
+    pub max_vus_within_sla: Option<u64>,
+    /// Search: each trial's cpus and stage.
+    pub trials: Vec<(f64, StageSummary)>,
+    /// Search: the cheapest passing (cpus, memory).
+    pub search_result: Option<(f64, Option<u64>)>,
+    pub restored: Vec<RestoredLimits>,
+}
+
+impl Outcome {
+    pub fn new(scenario: String) -> Self {
+        Self {
+            scenario,
+            ..Self::default()
+        }
+    }
+}
+
+/// Run the configured experiment once.
+pub async fn run_experiment(settings: &Settings, rt: &Runtime, stop: Stop) -> Outcome {
+    let exp = &settings.raw.experiment;
+    match exp.mode {
+        Mode::Plan => {
+            let r = run_plan(settings, rt, settings.raw.analysis.settle, stop).await;
+            // Models are fitted on one scenario's stages: the first one with the most stages.
+            let scenario = settings
+                .scenarios
+                .iter()
+                .max_by_key(|s| (s.schedule.stages().len(), std::cmp::Reverse(s.name.clone())))
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            Outcome {
+                scenario,
+                stages: r.stages,
+                totals: r.totals,
+                elapsed: r.elapsed,
+                interrupted: r.interrupted,
+                ..Outcome::default()
+            }
+        }
+        Mode::Sweep => sweep::run(settings, rt, &exp.sweep, stop).await,
+        Mode::Search => search::run(settings, rt, &exp.search, stop).await,
+    }
+}

@@ -143,6 +143,7 @@ pub async fn observe(
         containers.borrow_and_update();
         let (mut vu_sum, mut vu_n) = (0.0, 0u64);
         let mut tick = tokio::time::interval(VU_SAMPLE);
+        let mut sampling = true;
         let ended_early = loop {
             tokio::select! {
                 _ = sleep_until(stage_end) => break false,
@@ -152,14 +153,13 @@ pub async fn observe(
                     vu_sum += ctx.metrics.vus.get() as f64;
                     vu_n += 1;
                 }
-                r = containers.changed() => {
+                r = containers.changed(), if sampling => {
                     if r.is_ok() {
                         let snap = containers.borrow_and_update().clone();
                         res.add(&snap);
                     } else {
-                        // The sampler is gone; wait out the stage without it.
-                        sleep_until(stage_end).await;
-                        break false;
+                        // No sampler (source = none) or it stopped: measure without it.
+                        sampling = false;
                     }
                 }
             }

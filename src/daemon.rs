@@ -1,0 +1,253 @@
+//! The daemon: serves metrics and reports, samples containers, runs the configured experiment,
+//! writes its reports, and then idles, repeats or exits. SIGHUP reloads the config (a bad one
+//! is logged and the old one kept); SIGTERM/SIGINT drain in-flight requests up to the drain
+//! deadline, print the final summary and return.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::{analyze, CapacityAnalysis, StageSummary};
+use crate::config::raw::OnFinish;
+use crate::config::Settings;
+use crate::containers::SnapshotRx;
+use crate::experiment::{run_experiment, summary, Outcome, Runtime};
+use crate::load::executor::Stop;
+use crate::load::plan::Shard;
+use crate::metrics::LoadMetrics;
+use crate::report::{RunInfo, TestedLimits};
+use crate::server::{AppState, ReportView};
+use crate::shutdown::SignalEvent;
+
+/// Options that do not come from the config file.
+#[derive(Default)]
+pub struct DaemonOptions {
+    pub shard: Shard,
+    /// Where SIGHUP reloads from.
+    pub config_path: Option<PathBuf>,
+    /// A listener bound by the caller (tests, the demo); else `server.listen` is bound.
+    pub listener: Option<TcpListener>,
+    /// Sample these process trees instead of `[containers]` (the demo's child).
+    pub process_pids: Vec<u32>,
+    /// Print the end-of-run summary to stdout.
+    pub print_summary: bool,
+}
+
+/// What the daemon reports back when it stops (for the demo and tests).
+pub struct Finished {
+    pub last: Option<(Outcome, CapacityAnalysis)>,
+}
+
+fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) -> CapacityAnalysis {
+    let mine: Vec<StageSummary> = stages
+        .iter()
+        .filter(|s| scenario.is_empty() || s.scenario == scenario)
+        .cloned()
+        .collect();
+    analyze(&mine, &settings.raw.sla, &settings.raw.prices, &settings.raw.analysis)
+}
+
+fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP ignored: no config file to reload");
+        return None;
+    };
+    match crate::config::load(path) {
+        Ok(s) => {
+            metrics.config_reload_ok.set(1);
+            metrics.config_reloads.with_label_values(&["success"]).inc();
+            tracing::info!(path = %path.display(), "config reloaded; the new plan starts now");
+            Some(s)
+        }
+        Err(e) => {
+            metrics.config_reload_ok.set(0);
+            metrics.config_reloads.with_label_values(&["failure"]).inc();
+            tracing::error!(path = %path.display(), error = %e, "config reload failed; keeping the running config");
+            None
+        }
+    }
+}
+
+/// Run until the plan ends (with `on_finish = exit`) or a drain.
+pub async fn run(
+    mut settings: Settings,
+    opts: DaemonOptions,
+    mut signals: UnboundedReceiver<SignalEvent>,
+) -> anyhow::Result<Finished> {
+    let metrics = Arc::new(LoadMetrics::new(&settings.raw.metrics.buckets));
+    metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+    metrics.config_reload_ok.set(1);
+    let background = CancellationToken::new();
+    let _guard = background.clone().drop_guard();
+    // Only the first shard measures containers, so replicas do not count them N times.
+    let containers: SnapshotRx = if !opts.process_pids.is_empty() {
+        crate::containers::spawn_process_sampler(&settings.raw.containers, &opts.process_pids, background.clone())
+    } else if opts.shard.is_first() {
+        crate::containers::spawn_sampler(&settings.raw.containers, background.clone())
+    } else {
+        tokio::sync::watch::channel(Arc::new(crate::containers::Snapshot::default())).1
+    };
+    metrics
+        .registry
+        .register(Box::new(crate::metrics::containers::ContainerCollector::new(containers.clone())))?;
+    let model_metrics = crate::metrics::model::ModelMetrics::new(&metrics.registry)?;
+    let live: Arc<Mutex<Vec<StageSummary>>> = Arc::default();
+    let analyzer = {
+        let s = settings.clone();
+        move |stages: &[StageSummary]| analysis_for(&s, stages, "")
+    };
+    let state = Arc::new(AppState {
+        registry: metrics.registry.clone(),
+        ready: false.into(),
+        live: live.clone(),
+        report: RwLock::new(ReportView::default()),
+        analyze: Box::new(analyzer),
+    });
+    let listener = match opts.listener {
+        Some(l) => l,
+        None => crate::server::bind(settings.raw.server.listen).await?,
+    };
+    let addr = listener.local_addr()?;
+    tokio::spawn(crate::server::serve(listener, state.clone(), background.clone()));
+    tracing::info!(%addr, "serving /metrics, /report, /healthz, /readyz");
+    state.ready.store(true, Ordering::Relaxed);
+
+    let mut finished = Finished { last: None };
+    let mut runs = 0u64;
+    'runs: loop {
+        runs += 1;
+        live.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mode = settings.raw.experiment.mode;
+        let mut run = RunInfo::new(format!("{}-{}", mode.as_str(), runs));
+        run.mode = Some(mode.as_str().to_string());
+        run.started = Some(std::time::SystemTime::now());
+        if let Some(u) = &settings.raw.target.base_url {
+            run.set_target(u);
+        }
+        if mode == crate::experiment::config::Mode::Sweep {
+            let spec = &settings.raw.experiment.sweep.spec;
+            if spec.cpus.is_some() || spec.memory.is_some() {
+                run.tested_spec = Some(TestedLimits {
+                    cpus: spec.cpus,
+                    memory_bytes: spec.memory,
+                });
+            }
+        }
+        *state.report.write().unwrap_or_else(|e| e.into_inner()) = ReportView {
+            run: run.clone(),
+            analysis: None,
+            stages: Vec::new(),
+        };
+        let rt = Runtime {
+            metrics: metrics.clone(),
+            containers: containers.clone(),
+            shard: opts.shard,
+            live: live.clone(),
+        };
+        let stop = Stop::default();
+        let exp = {
+            let (s, rt, stop) = (settings.clone(), rt.clone(), stop.clone());
+            tokio::spawn(async move { run_experiment(&s, &rt, stop).await })
+        };
+        tokio::pin!(exp);
+        let mut exiting = false;
+        let mut pending: Option<Settings> = None;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut exp => break r?,
+                ev = signals.recv() => match ev {
+                    Some(SignalEvent::Drain) | None => {
+                        exiting = true;
+                        drain(&stop, settings.raw.lifecycle.drain_timeout);
+                    }
+                    Some(SignalEvent::Reload) => {
+                        if let Some(new) = reload(&opts.config_path, &metrics) {
+                            pending = Some(new);
+                            drain(&stop, settings.raw.lifecycle.drain_timeout);
+                        }
+                    }
+                },
+            }
+        };
+        run.ended = Some(std::time::SystemTime::now());
+        run.notes = outcome.notes.clone();
+        run.restored_limits = outcome.restored.clone();
+        if outcome.interrupted {
+            run.notes.push("the experiment was interrupted before its plan ended".into());
+        }
+        let analysis = analysis_for(&settings, &outcome.stages, &outcome.scenario);
+        model_metrics.update(&analysis);
+        if opts.print_summary {
+            println!("{}", summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis));
+            for n in &run.notes {
+                println!("  * {n}");
+            }
+        }
+        if settings.raw.reports.enabled && !outcome.stages.is_empty() {
+            match crate::report::write_reports(&settings.raw.reports.dir, &run, &outcome.stages, &analysis) {
+                Ok(p) => {
+                    tracing::info!(html = %p.html.display(), json = %p.json.display(), markdown = %p.markdown.display(), "reports written");
+                    if opts.print_summary {
+                        println!("  reports: {}", p.dir.display());
+                    }
+                }
+                Err(e) => tracing::error!(dir = %settings.raw.reports.dir.display(), error = %e, "cannot write reports"),
+            }
+        }
+        *state.report.write().unwrap_or_else(|e| e.into_inner()) = ReportView {
+            run,
+            analysis: Some(analysis.clone()),
+            stages: outcome.stages.clone(),
+        };
+        finished.last = Some((outcome, analysis));
+        if exiting {
+            break 'runs;
+        }
+        if let Some(new) = pending.take() {
+            settings = new;
+            metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+            continue 'runs;
+        }
+        match settings.raw.lifecycle.on_finish {
+            OnFinish::Exit => break 'runs,
+            OnFinish::Repeat => continue 'runs,
+            OnFinish::Idle => {
+                tracing::info!(%addr, "plan finished; idling (SIGHUP reloads and runs again, SIGTERM exits)");
+                loop {
+                    match signals.recv().await {
+                        Some(SignalEvent::Drain) | None => break 'runs,
+                        Some(SignalEvent::Reload) => {
+                            if let Some(new) = reload(&opts.config_path, &metrics) {
+                                settings = new;
+                                metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+                                continue 'runs;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(finished)
+}
+
+/// Start a drain: no new iterations now, in-flight ones cut after `deadline`.
+fn drain(stop: &Stop, deadline: std::time::Duration) {
+    if stop.drain.is_cancelled() {
+        return;
+    }
+    stop.drain.cancel();
+    let abort = stop.abort.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(deadline).await;
+        if !abort.is_cancelled() {
+            tracing::warn!("drain deadline passed: cutting in-flight requests");
+            abort.cancel();
+        }
+    });
+}
