@@ -38,8 +38,11 @@ pub struct AppState {
     pub live: Arc<Mutex<Vec<StageSummary>>>,
     pub report: RwLock<ReportView>,
     /// Builds an interim analysis from live stages (the daemon knows the SLA and prices).
-    pub analyze: Box<dyn Fn(&[StageSummary]) -> CapacityAnalysis + Send + Sync>,
+    pub analyze: Analyzer,
 }
+
+/// Turns live stage summaries into an interim analysis.
+pub type Analyzer = Box<dyn Fn(&[StageSummary]) -> CapacityAnalysis + Send + Sync>;
 
 type Resp = Response<Full<Bytes>>;
 

@@ -73,9 +73,11 @@ async fn stats_over_http(c: &HttpClient, addr: SocketAddr) -> DemoStats {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-/// A multipart body built by hand (independent of the server's parser), with each part given
-/// as (name, optional (filename, content type), bytes).
-fn multipart(boundary: &str, parts: &[(&str, Option<(&str, &str)>, &[u8])]) -> Vec<u8> {
+/// One part: name, optional (filename, content type), bytes.
+type Part<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a [u8]);
+
+/// A multipart body built by hand (independent of the server's parser).
+fn multipart(boundary: &str, parts: &[Part<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, file, data) in parts {
         out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
@@ -824,7 +826,7 @@ async fn rss_is_base_plus_memory_per_in_flight_request() {
     let idle = t.rss_bytes();
     // The base heap is resident; the rest of the process is small.
     assert!(
-        idle >= 96 * MIB && idle < 96 * MIB + 40 * MIB,
+        (96 * MIB..96 * MIB + 40 * MIB).contains(&idle),
         "idle RSS {} MiB",
         idle / MIB
     );

@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub prices: PricesConfig,
     pub metrics: MetricsConfig,
     pub reports: ReportsConfig,
+    pub containers: crate::containers::ContainersConfig,
+    pub analysis: crate::analysis::AnalysisConfig,
+    pub experiment: crate::experiment::config::ExperimentConfig,
     pub scenarios: Vec<ScenarioConfig>,
 }
 

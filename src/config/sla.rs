@@ -80,10 +80,10 @@ pub struct PricesConfig {
 
 impl Default for PricesConfig {
     /// Chosen so that the seed's Seoul figures come out: 0.5 vCPU / 0.75 GB at $0.0138 per
-    /// hour and 1 vCPU / 1.5 GB at $0.0276 per hour.
+    /// hour and 1 vCPU / 1.5 GB at $0.0276 per hour (GB read as GiB, as the seed did).
     fn default() -> Self {
         Self {
-            vcpu_hour: 0.02,
+            vcpu_hour: 0.0195,
             memory_gib_hour: 0.0054,
             currency: "USD".into(),
         }

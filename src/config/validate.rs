@@ -44,6 +44,13 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
     let mut errs = Errors::new();
     raw.sla.validate("sla", &mut errs);
     raw.prices.validate("prices", &mut errs);
+    raw.containers.validate("containers", &mut errs);
+    raw.analysis.validate("analysis", &mut errs);
+    raw.analysis.validate_with_sla("analysis", &raw.sla, &mut errs);
+    let names: Vec<String> = raw.scenarios.iter().map(|s| s.name.clone()).collect();
+    let docker = raw.containers.source == crate::containers::SourceKind::Docker;
+    raw.experiment
+        .validate("experiment", &names, docker, &mut errs);
     if raw.lifecycle.drain_timeout.is_zero() {
         errs.add("lifecycle.drain_timeout", "must be greater than 0s");
     }
@@ -60,9 +67,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
         errs.add("target.timeout", "must be greater than 0s");
     }
     validate_buckets(&raw.metrics.buckets, &mut errs);
-    let base_url = raw.target.base_url.as_deref().and_then(|u| {
+    let base_url = raw.target.base_url.as_deref().map(|u| {
         check_url(u, "target.base_url", &mut errs);
-        Some(u.trim_end_matches('/').to_string())
+        u.trim_end_matches('/').to_string()
     });
     if raw.scenarios.is_empty() {
         errs.add("scenarios", "at least one scenario is required");
@@ -109,7 +116,7 @@ fn validate_buckets(b: &[f64], errs: &mut Errors) {
         errs.add("metrics.buckets", "must list at least one bucket");
     }
     for (i, w) in b.windows(2).enumerate() {
-        if !(w[1] > w[0]) {
+        if w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater) {
             errs.add(
                 format!("metrics.buckets[{}]", i + 1),
                 format!("must be greater than the previous bucket {}, got {}", w[0], w[1]),

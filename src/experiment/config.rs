@@ -170,7 +170,7 @@ impl ExperimentConfig {
                     errs.add(format!("{p}.group"), "is required: the container group whose limits are searched");
                 }
                 if !docker {
-                    errs.add(format!("{p}"), "search changes container limits and needs containers.source = \"docker\"");
+                    errs.add(p.clone(), "search changes container limits and needs containers.source = \"docker\"");
                 }
                 if self.search.stage_duration < Duration::from_secs(1) {
                     errs.add(format!("{p}.stage_duration"), "must be at least 1s");

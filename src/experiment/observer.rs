@@ -97,18 +97,31 @@ impl ResourceWindow {
     }
 }
 
+/// What an observer watches.
+pub struct Watched {
+    pub ctx: Arc<ScenarioCtx>,
+    pub metrics: Arc<LoadMetrics>,
+    pub containers: SnapshotRx,
+    /// The scenario's start.
+    pub t0: Instant,
+    pub settle: Duration,
+}
+
 /// Observe one scenario until its stages are over, `done` fires (the executor ended) or the
 /// run drains. Summaries are passed to `emit` as each stage ends.
 pub async fn observe(
-    ctx: Arc<ScenarioCtx>,
-    metrics: Arc<LoadMetrics>,
-    mut containers: SnapshotRx,
-    t0: Instant,
-    settle: Duration,
+    w: Watched,
     done: CancellationToken,
     stop: Stop,
     mut emit: impl FnMut(StageSummary),
 ) {
+    let Watched {
+        ctx,
+        metrics,
+        mut containers,
+        t0,
+        settle,
+    } = w;
     let name = ctx.scenario.name.clone();
     let mut prev_stage: Option<String> = None;
     for st in ctx.scenario.schedule.stages() {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::observer::observe;
+use super::observer::{observe, Watched};
 use crate::analysis::{LatencySummary, StageSummary};
 use crate::config::Settings;
 use crate::containers::SnapshotRx;
@@ -79,7 +79,14 @@ pub async fn run_plan(settings: &Settings, rt: &Runtime, settle: Duration, stop:
         let (c, m, rx, s) = (ctx.clone(), rt.metrics.clone(), rt.containers.clone(), stop.clone());
         let (res, live) = (results.clone(), rt.live.clone());
         tracker.spawn(async move {
-            observe(c, m, rx, t0, settle, done, s, |summary| {
+            let watched = Watched {
+                ctx: c,
+                metrics: m,
+                containers: rx,
+                t0,
+                settle,
+            };
+            observe(watched, done, s, |summary| {
                 live.lock().unwrap_or_else(|e| e.into_inner()).push(summary.clone());
                 res.lock().unwrap_or_else(|e| e.into_inner()).push(summary);
             })

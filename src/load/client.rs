@@ -28,6 +28,9 @@ impl Target {
     /// Parse an absolute `http://` URL.
     pub fn parse(url: &str) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("not an http:// URL: {url:?}"));
+        }
         let host = uri.host().ok_or_else(|| format!("URL has no host: {url:?}"))?;
         let port = uri.port_u16().unwrap_or(80);
         let authority = if host.contains(':') && !host.starts_with('[') {

@@ -98,10 +98,7 @@ async fn closed(
     let (tx, rx) = watch::channel(0u64);
     let tracker = TaskTracker::new();
     let mut spawned = 0u64;
-    loop {
-        let Some((total, next)) = vu_target(stages, t0.elapsed()) else {
-            break;
-        };
+    while let Some((total, next)) = vu_target(stages, t0.elapsed()) {
         let target = shard.vus(total);
         while spawned < target {
             tracker.spawn(vu_loop(ctx.clone(), spawned, rx.clone(), stop.clone(), grace));
