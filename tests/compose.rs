@@ -56,7 +56,7 @@ fn shared_libs(bin: &Path) -> Vec<PathBuf> {
 /// libraries they link against, with the given entrypoint.
 fn import_image(tag: &str, files: &[(&Path, &str)], entrypoint: &str) {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut copy = |src: &Path, dest: &str| {
+    let copy = |src: &Path, dest: &str| {
         let to = root.path().join(dest.trim_start_matches('/'));
         fs::create_dir_all(to.parent().unwrap()).expect("mkdir");
         fs::copy(src, &to).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
@@ -68,7 +68,7 @@ fn import_image(tag: &str, files: &[(&Path, &str)], entrypoint: &str) {
         }
     }
     fs::create_dir_all(root.path().join("tmp")).expect("mkdir tmp");
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .args(["-C"])
         .arg(root.path())
         .args(["-cf", "-", "."])
@@ -80,7 +80,12 @@ fn import_image(tag: &str, files: &[(&Path, &str)], entrypoint: &str) {
             .args(["import", "--change"])
             .arg(format!("ENTRYPOINT [\"{entrypoint}\"]"))
             .args(["-", tag])
-            .stdin(tar.stdout.expect("tar stdout")),
+            .stdin(tar.stdout.take().expect("tar stdout")),
+    );
+    let status = tar.wait().expect("wait for tar");
+    assert!(
+        status.success(),
+        "tar of the root filesystem failed: {status}"
     );
 }
 

@@ -396,9 +396,10 @@ fn every_recording_rule_and_dashboard_query_has_finite_data_from_a_real_run() {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    // The two dashboards' panels plus every rule; a parsing slip would shrink this silently.
+    // 38 rules, the two dashboards' panel targets and their annotations when this was written
+    // (79); a parsing slip would shrink this silently.
     assert!(
-        checks.len() > 80,
+        checks.len() >= 79,
         "only {} queries were checked",
         checks.len()
     );
