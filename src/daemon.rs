@@ -48,7 +48,12 @@ fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) ->
         .filter(|s| scenario.is_empty() || s.scenario == scenario)
         .cloned()
         .collect();
-    analyze(&mine, &settings.raw.sla, &settings.raw.prices, &settings.raw.analysis)
+    analyze(
+        &mine,
+        &settings.raw.sla,
+        &settings.raw.prices,
+        &settings.raw.analysis,
+    )
 }
 
 fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
@@ -85,15 +90,19 @@ pub async fn run(
     let _guard = background.clone().drop_guard();
     // Only the first shard measures containers, so replicas do not count them N times.
     let containers: SnapshotRx = if !opts.process_pids.is_empty() {
-        crate::containers::spawn_process_sampler(&settings.raw.containers, &opts.process_pids, background.clone())
+        crate::containers::spawn_process_sampler(
+            &settings.raw.containers,
+            &opts.process_pids,
+            background.clone(),
+        )
     } else if opts.shard.is_first() {
         crate::containers::spawn_sampler(&settings.raw.containers, background.clone())
     } else {
         tokio::sync::watch::channel(Arc::new(crate::containers::Snapshot::default())).1
     };
-    metrics
-        .registry
-        .register(Box::new(crate::metrics::containers::ContainerCollector::new(containers.clone())))?;
+    metrics.registry.register(Box::new(
+        crate::metrics::containers::ContainerCollector::new(containers.clone()),
+    ))?;
     let model_metrics = crate::metrics::model::ModelMetrics::new(&metrics.registry)?;
     let live: Arc<Mutex<Vec<StageSummary>>> = Arc::default();
     let analyzer = {
@@ -103,6 +112,8 @@ pub async fn run(
     let state = Arc::new(AppState {
         registry: metrics.registry.clone(),
         ready: false.into(),
+        running: false.into(),
+        runs: 0.into(),
         live: live.clone(),
         report: RwLock::new(ReportView::default()),
         analyze: Box::new(analyzer),
@@ -112,7 +123,11 @@ pub async fn run(
         None => crate::server::bind(settings.raw.server.listen).await?,
     };
     let addr = listener.local_addr()?;
-    tokio::spawn(crate::server::serve(listener, state.clone(), background.clone()));
+    tokio::spawn(crate::server::serve(
+        listener,
+        state.clone(),
+        background.clone(),
+    ));
     tracing::info!(%addr, "serving /metrics, /report, /healthz, /readyz");
     state.ready.store(true, Ordering::Relaxed);
 
@@ -149,6 +164,7 @@ pub async fn run(
             live: live.clone(),
         };
         let stop = Stop::default();
+        state.running.store(true, Ordering::Relaxed);
         let exp = {
             let (s, rt, stop) = (settings.clone(), rt.clone(), stop.clone());
             tokio::spawn(async move { run_experiment(&s, &rt, stop).await })
@@ -177,25 +193,36 @@ pub async fn run(
         run.notes = outcome.notes.clone();
         run.restored_limits = outcome.restored.clone();
         if outcome.interrupted {
-            run.notes.push("the experiment was interrupted before its plan ended".into());
+            run.notes
+                .push("the experiment was interrupted before its plan ended".into());
         }
         let analysis = analysis_for(&settings, &outcome.stages, &outcome.scenario);
         model_metrics.update(&analysis);
         if opts.print_summary {
-            println!("{}", summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis));
+            println!(
+                "{}",
+                summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
+            );
             for n in &run.notes {
                 println!("  * {n}");
             }
         }
         if settings.raw.reports.enabled && !outcome.stages.is_empty() {
-            match crate::report::write_reports(&settings.raw.reports.dir, &run, &outcome.stages, &analysis) {
+            match crate::report::write_reports(
+                &settings.raw.reports.dir,
+                &run,
+                &outcome.stages,
+                &analysis,
+            ) {
                 Ok(p) => {
                     tracing::info!(html = %p.html.display(), json = %p.json.display(), markdown = %p.markdown.display(), "reports written");
                     if opts.print_summary {
                         println!("  reports: {}", p.dir.display());
                     }
                 }
-                Err(e) => tracing::error!(dir = %settings.raw.reports.dir.display(), error = %e, "cannot write reports"),
+                Err(e) => {
+                    tracing::error!(dir = %settings.raw.reports.dir.display(), error = %e, "cannot write reports")
+                }
             }
         }
         *state.report.write().unwrap_or_else(|e| e.into_inner()) = ReportView {
@@ -204,6 +231,8 @@ pub async fn run(
             stages: outcome.stages.clone(),
         };
         finished.last = Some((outcome, analysis));
+        state.runs.fetch_add(1, Ordering::Relaxed);
+        state.running.store(false, Ordering::Relaxed);
         if exiting {
             break 'runs;
         }

@@ -1,7 +1,7 @@
 //! The daemon's HTTP server (hyper): `/metrics` (Prometheus text), `/healthz` (alive),
 //! `/readyz` (a plan is loaded and the server is up), `/report` (the current experiment as
 //! HTML, refreshing while it runs), `/report.json`, `/report.md`, and `/api/stages` (stage
-//! summaries so far, JSON).
+//! summaries so far, JSON), `/api/status` (`running` or `idle`, and finished runs).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,6 +35,10 @@ pub struct ReportView {
 pub struct AppState {
     pub registry: Registry,
     pub ready: AtomicBool,
+    /// True while an experiment runs; false while idle.
+    pub running: AtomicBool,
+    /// Experiments finished since start.
+    pub runs: std::sync::atomic::AtomicU64,
     pub live: Arc<Mutex<Vec<StageSummary>>>,
     pub report: RwLock<ReportView>,
     /// Builds an interim analysis from live stages (the daemon knows the SLA and prices).
@@ -76,8 +80,16 @@ impl AppState {
             "/metrics" => {
                 let mut buf = Vec::with_capacity(16 * 1024);
                 match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-                    Ok(()) => text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", buf),
-                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+                    Ok(()) => text(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        buf,
+                    ),
+                    Err(e) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        e.to_string(),
+                    ),
                 }
             }
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
@@ -103,12 +115,29 @@ impl AppState {
             }
             "/report.json" => {
                 let (run, stages, a, _) = self.current();
-                text(StatusCode::OK, "application/json", crate::report::render_json(&run, &stages, &a))
+                text(
+                    StatusCode::OK,
+                    "application/json",
+                    crate::report::render_json(&run, &stages, &a),
+                )
             }
             "/report.md" => {
                 let (run, stages, a, _) = self.current();
-                text(StatusCode::OK, "text/markdown; charset=utf-8", crate::report::render_markdown(&run, &stages, &a))
+                text(
+                    StatusCode::OK,
+                    "text/markdown; charset=utf-8",
+                    crate::report::render_markdown(&run, &stages, &a),
+                )
             }
+            "/api/status" => text(
+                StatusCode::OK,
+                "application/json",
+                serde_json::json!({
+                    "state": if self.running.load(Ordering::Relaxed) { "running" } else { "idle" },
+                    "finished_runs": self.runs.load(Ordering::Relaxed),
+                })
+                .to_string(),
+            ),
             "/api/stages" => {
                 let stages = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 text(
@@ -125,7 +154,10 @@ impl AppState {
 /// Bind the listen address; the error names it.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr} (server.listen): {e}"))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} (server.listen): {e}"),
+        )
     })
 }
 
