@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderValue, Request};
 
 use super::client::{head_len, Conns, Response, Target};
-use super::plan::{CaptureKind, ScenarioRef, Step};
+use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
 use super::recorder::LatencyRecorder;
 use crate::config::raw::DataMode;
 use crate::metrics::{LoadMetrics, ScenarioMetrics, StepMetrics};
@@ -91,30 +91,48 @@ impl ScenarioCtx {
             })
     }
 
-    /// Run the once-per-VU setup steps. Returns false when one failed its check.
+    /// Run the once-per-VU setup steps. Returns false when one failed its check. Records the
+    /// result in `vu.setup_done`, so an interrupted or failed setup is run again before the
+    /// VU's next iteration instead of that iteration running without its captures.
     pub async fn setup(&self, vu: &mut Vu) -> bool {
+        vu.setup_done = false;
+        // Setup sees the VU's own row in both data modes (log in as this VU's user); a
+        // round-robin rotation is left to the iterations.
+        if let Some(data) = &self.scenario.data {
+            self.assign_row(vu, data, vu.id);
+        }
         for s in &self.setup {
             if !self.exec(s, vu, Instant::now()).await {
                 return false;
             }
         }
+        vu.setup_done = true;
         true
+    }
+
+    /// Put row `n % rows` of `data` into the VU's variables.
+    fn assign_row(&self, vu: &mut Vu, data: &DataSet, n: u64) {
+        let row = &data.rows[(n % data.rows.len() as u64) as usize];
+        for (var, val) in data.vars.iter().zip(row) {
+            vu.vars[*var] = Some(val.clone());
+        }
     }
 
     /// One iteration. `intended` is the open model's scheduled start: the first request's
     /// latency counts from it, so a stalled target cannot hide queueing (coordinated
     /// omission).
     pub async fn iteration(&self, vu: &mut Vu, intended: Option<Instant>) {
+        if !self.setup.is_empty() && !vu.setup_done {
+            // Its setup failed (counted there): the steps would run without their inputs.
+            return;
+        }
         let t0 = intended.unwrap_or_else(Instant::now);
         if let Some(data) = &self.scenario.data {
-            let n = data.rows.len() as u64;
-            let row = match data.mode {
-                DataMode::PerVu => vu.id % n,
-                DataMode::RoundRobin => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+            let n = match data.mode {
+                DataMode::PerVu => vu.id,
+                DataMode::RoundRobin => self.round_robin.fetch_add(1, Ordering::Relaxed),
             };
-            for (var, val) in data.vars.iter().zip(&data.rows[row as usize]) {
-                vu.vars[*var] = Some(val.clone());
-            }
+            self.assign_row(vu, data, n);
         }
         for (i, s) in self.steps.iter().enumerate() {
             let start = if i == 0 { t0 } else { Instant::now() };
