@@ -362,6 +362,9 @@ struct Vars {
     defined_at: HashMap<String, String>,
     /// Names visible now.
     visible: HashMap<String, usize>,
+    /// Data file columns, which captures may not reuse: a row would silently overwrite the
+    /// captured value at every iteration (or the capture the row), whichever ran last.
+    columns: Vec<String>,
 }
 
 impl Vars {
@@ -407,6 +410,7 @@ fn scenario(
         names: Vec::new(),
         defined_at: HashMap::new(),
         visible: HashMap::new(),
+        columns: Vec::new(),
     };
     for (list, key) in [(&sc.setup, "setup"), (&sc.requests, "requests")] {
         for (i, r) in list.iter().enumerate() {
@@ -419,7 +423,13 @@ fn scenario(
     }
     let data = sc.data.as_ref().and_then(|d| {
         load_data(d, &format!("{path}.data"), base_dir, errs).map(|(cols, rows)| DataSet {
-            vars: cols.iter().map(|c| vars.define(c)).collect(),
+            vars: cols
+                .iter()
+                .map(|c| {
+                    vars.columns.push(c.clone());
+                    vars.define(c)
+                })
+                .collect(),
             rows,
             mode: d.mode,
         })
@@ -583,6 +593,13 @@ fn step(
             errs.add(format!("{cp}.name"), format!("must be letters, digits, '-' or '_', got {:?}", c.name));
             continue;
         }
+        if vars.columns.contains(&c.name) {
+            errs.add(
+                format!("{cp}.name"),
+                format!("{:?} is already a data column of the scenario's data file; use another name", c.name),
+            );
+            continue;
+        }
         let kinds = [c.json.is_some(), c.header.is_some(), c.regex.is_some()];
         if kinds.iter().filter(|k| **k).count() != 1 {
             errs.add(cp.clone(), "give exactly one of json, header or regex");
@@ -708,7 +725,11 @@ fn load_data(
             None
         }
         Ok((cols, rows)) => {
-            for c in &cols {
+            for (i, c) in cols.iter().enumerate() {
+                if cols[..i].contains(c) {
+                    errs.add(format!("{path}.file"), format!("column {c:?} appears twice in {}", file.display()));
+                    return None;
+                }
                 if !valid_label(c) || c.contains('.') {
                     errs.add(format!("{path}.file"), format!("column name {c:?} is not usable as a variable"));
                     return None;
