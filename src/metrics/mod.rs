@@ -233,7 +233,7 @@ impl LoadMetrics {
                 &r,
                 GaugeVec::new(
                     Opts::new("loadspec_sla_latency_seconds", "Latency SLA from the config."),
-                    &["quantile"],
+                    &["target_quantile"],
                 )
                 .unwrap(),
             ),
@@ -324,8 +324,10 @@ impl LoadMetrics {
             codes_vec: self.requests.clone(),
             scenario: scenario.to_string(),
             request: request.to_string(),
-            failures: FailureReason::ALL
-                .map(|r| self.failures.with_label_values(&[scenario, request, r.as_str()])),
+            failures: FailureReason::ALL.map(|r| {
+                self.failures
+                    .with_label_values(&[scenario, request, r.as_str()])
+            }),
             check_pass: self.checks.with_label_values(&[scenario, request, "pass"]),
             check_fail: self.checks.with_label_values(&[scenario, request, "fail"]),
         }
@@ -373,7 +375,10 @@ impl StepMetrics {
     }
 
     pub fn failure(&self, reason: FailureReason) {
-        let i = FailureReason::ALL.iter().position(|r| *r == reason).unwrap_or(3);
+        let i = FailureReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(3);
         self.failures[i].inc();
     }
 
