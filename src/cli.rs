@@ -10,7 +10,11 @@ use crate::config::raw::LogFormat;
 use crate::load::plan::Shard;
 
 #[derive(Debug, Parser)]
-#[command(name = "loadspec", version, about = "Load an HTTP API, measure the containers behind it, and recommend the container spec that meets a latency SLA.")]
+#[command(
+    name = "loadspec",
+    version,
+    about = "Load an HTTP API, measure the containers behind it, and recommend the container spec that meets a latency SLA."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -70,7 +74,11 @@ fn validate(a: ValidateArgs) -> ExitCode {
                 Ok(t) => print!("{t}"),
                 Err(e) => eprintln!("(cannot print the effective config: {e})"),
             }
-            eprintln!("{}: valid ({} scenario(s))", a.config.display(), s.scenarios.len());
+            eprintln!(
+                "{}: valid ({} scenario(s))",
+                a.config.display(),
+                s.scenarios.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -82,7 +90,9 @@ fn validate(a: ValidateArgs) -> ExitCode {
 
 /// A multi-threaded runtime; the process exits 1 if it cannot be built.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn run(a: RunArgs) -> ExitCode {

@@ -86,7 +86,10 @@ async fn start_target(a: &DemoArgs) -> anyhow::Result<(Child, SocketAddr)> {
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await? {
@@ -104,7 +107,9 @@ async fn start_target(a: &DemoArgs) -> anyhow::Result<(Child, SocketAddr)> {
 async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let signals = crate::shutdown::listen()?;
     let (mut child, addr) = start_target(&a).await?;
-    let pid = child.id().ok_or_else(|| anyhow::anyhow!("demo-target has no pid"))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("demo-target has no pid"))?;
     tracing::info!(%addr, pid, cpu_ms = a.cpu_ms, delay_ms = a.delay_ms,
         mem_per_request_mib = a.mem_per_request_mib, base_memory_mib = a.base_memory_mib, "demo-target started");
 
@@ -128,7 +133,10 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let url = listener.local_addr()?;
-    println!("loadspec demo: sweeping {:?} VUs against demo-target at {addr}", a.vus);
+    println!(
+        "loadspec demo: sweeping {:?} VUs against demo-target at {addr}",
+        a.vus
+    );
     println!("  live: http://{url}/report   metrics: http://{url}/metrics\n");
     let finished = crate::daemon::run(
         settings,
@@ -169,7 +177,8 @@ pub fn ground_truth(a: &DemoArgs, an: &CapacityAnalysis) -> String {
             "n/a".into()
         }
     };
-    let mut out = String::from("ground truth (what demo-target was configured to cost) vs fitted:\n");
+    let mut out =
+        String::from("ground truth (what demo-target was configured to cost) vs fitted:\n");
     if let Some(f) = &an.models.cpu_per_tps {
         out += &format!(
             "  CPU per request: truth {:.1} ms + request handling   fitted {:.1} ms ({})\n",

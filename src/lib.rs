@@ -20,9 +20,9 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod demo;
-pub mod containers;
 pub mod demo_target;
 pub mod experiment;
 pub mod load;

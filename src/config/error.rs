@@ -75,7 +75,10 @@ impl Errors {
     /// Checks shared by many fields: a number that must lie in a range.
     pub fn check_range(&mut self, path: &str, value: f64, min: f64, max: f64) {
         if !(value.is_finite() && value >= min && value <= max) {
-            self.add(path, format!("must be between {min} and {max}, got {value}"));
+            self.add(
+                path,
+                format!("must be between {min} and {max}, got {value}"),
+            );
         }
     }
 

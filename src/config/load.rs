@@ -36,7 +36,11 @@ pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ConfigError::Invalid(vec![super::FieldError {
-            path: if path.is_empty() { origin.to_string() } else { path },
+            path: if path.is_empty() {
+                origin.to_string()
+            } else {
+                path
+            },
             reason: e.into_inner().to_string(),
         }])
     })
@@ -45,7 +49,10 @@ pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
 /// Load and validate a config file; relative paths in it resolve against its directory.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     let raw = load_raw(path)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut s = validate(raw, dir)?;
     s.source = Some(path.to_path_buf());
     Ok(s)
@@ -74,7 +81,11 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert!(raw.target.headers.contains_key("X-Trace-Id"), "{:?}", raw.target.headers);
+        assert!(
+            raw.target.headers.contains_key("X-Trace-Id"),
+            "{:?}",
+            raw.target.headers
+        );
         let err = parse_raw(
             r#"
             [[scenarios]]
@@ -88,6 +99,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("scenarios[0]") && err.contains("bogus"), "{err}");
+        assert!(
+            err.contains("scenarios[0]") && err.contains("bogus"),
+            "{err}"
+        );
     }
 }

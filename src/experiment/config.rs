@@ -131,7 +131,10 @@ impl ExperimentConfig {
                     if w[1] <= w[0] {
                         errs.add(
                             format!("{p}.vus[{}]", i + 1),
-                            format!("must be greater than the previous count {}, got {}", w[0], w[1]),
+                            format!(
+                                "must be greater than the previous count {}, got {}",
+                                w[0], w[1]
+                            ),
                         );
                     }
                 }
@@ -143,14 +146,23 @@ impl ExperimentConfig {
                 }
                 let wants_spec = self.sweep.spec.cpus.is_some() || self.sweep.spec.memory.is_some();
                 if wants_spec && self.sweep.group.is_none() {
-                    errs.add(format!("{p}.group"), "is required when spec is set: whose limits to change");
+                    errs.add(
+                        format!("{p}.group"),
+                        "is required when spec is set: whose limits to change",
+                    );
                 }
                 if wants_spec && !docker {
-                    errs.add(format!("{p}.spec"), "setting limits needs containers.source = \"docker\"");
+                    errs.add(
+                        format!("{p}.spec"),
+                        "setting limits needs containers.source = \"docker\"",
+                    );
                 }
                 if let Some(c) = self.sweep.spec.cpus {
                     if !(c.is_finite() && c > 0.0) {
-                        errs.add(format!("{p}.spec.cpus"), format!("must be above 0, got {c}"));
+                        errs.add(
+                            format!("{p}.spec.cpus"),
+                            format!("must be above 0, got {c}"),
+                        );
                     }
                 }
             }
@@ -163,14 +175,23 @@ impl ExperimentConfig {
                 }
                 for (i, c) in self.search.cpus.iter().enumerate() {
                     if !(c.is_finite() && *c > 0.0) {
-                        errs.add(format!("{p}.cpus[{i}]"), format!("must be above 0, got {c}"));
+                        errs.add(
+                            format!("{p}.cpus[{i}]"),
+                            format!("must be above 0, got {c}"),
+                        );
                     }
                 }
                 if self.search.group.is_none() {
-                    errs.add(format!("{p}.group"), "is required: the container group whose limits are searched");
+                    errs.add(
+                        format!("{p}.group"),
+                        "is required: the container group whose limits are searched",
+                    );
                 }
                 if !docker {
-                    errs.add(p.clone(), "search changes container limits and needs containers.source = \"docker\"");
+                    errs.add(
+                        p.clone(),
+                        "search changes container limits and needs containers.source = \"docker\"",
+                    );
                 }
                 if self.search.stage_duration < Duration::from_secs(1) {
                     errs.add(format!("{p}.stage_duration"), "must be at least 1s");

@@ -30,7 +30,10 @@ pub async fn group_containers(rt: &Runtime, group: &str) -> Vec<String> {
         if !names.is_empty() {
             return names;
         }
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
     }
@@ -75,7 +78,11 @@ pub async fn apply_spec(
 }
 
 /// Set the same spec on every container already in `applied`.
-pub async fn set_all(applied: &Applied, cpus: Option<f64>, memory: Option<u64>) -> Result<(), String> {
+pub async fn set_all(
+    applied: &Applied,
+    cpus: Option<f64>,
+    memory: Option<u64>,
+) -> Result<(), String> {
     for (name, orig) in applied.containers.iter().zip(&applied.originals) {
         let c = cpus.or(orig.cpus).unwrap_or(1.0);
         let m = memory.or(orig.memory_bytes).unwrap_or(0);

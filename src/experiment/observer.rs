@@ -75,7 +75,12 @@ impl ResourceWindow {
             let mem = c.memory_usage_bytes as f64;
             let acc = self.containers.entry(c.name.clone()).or_default();
             acc.group = c.group.clone();
-            acc.add(c.cpu_cores, mem, c.cpu_limit_cores, c.memory_limit_bytes as f64);
+            acc.add(
+                c.cpu_cores,
+                mem,
+                c.cpu_limit_cores,
+                c.memory_limit_bytes as f64,
+            );
             let g = groups.entry(&c.group).or_default();
             g.0 += c.cpu_cores;
             g.1 += mem;
@@ -135,8 +140,14 @@ pub async fn observe(
         if let Some(p) = prev_stage.take() {
             let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
         }
-        metrics.stage_index.with_label_values(&[&name]).set(st.index as i64);
-        metrics.stage_info.with_label_values(&[&name, &st.name]).set(1);
+        metrics
+            .stage_index
+            .with_label_values(&[&name])
+            .set(st.index as i64);
+        metrics
+            .stage_info
+            .with_label_values(&[&name, &st.name])
+            .set(1);
         prev_stage = Some(st.name.clone());
         tracing::info!(scenario = %name, stage = %st.name, vus = st.vus, rate = ?st.rate,
             duration = %humantime::format_duration(st.duration), "stage started");
@@ -193,14 +204,26 @@ pub async fn observe(
             scenario: name.clone(),
             stage_index: st.index,
             stage: st.name.clone(),
-            vus: if vu_n > 0 { vu_sum / vu_n as f64 } else { ctx.metrics.vus.get() as f64 },
+            vus: if vu_n > 0 {
+                vu_sum / vu_n as f64
+            } else {
+                ctx.metrics.vus.get() as f64
+            },
             target_rate: st.rate,
             window_seconds: window,
             requests,
-            tps: if window > 0.0 { requests as f64 / window } else { 0.0 },
+            tps: if window > 0.0 {
+                requests as f64 / window
+            } else {
+                0.0
+            },
             latency,
             errors,
-            error_ratio: if requests > 0 { errors as f64 / requests as f64 } else { 0.0 },
+            error_ratio: if requests > 0 {
+                errors as f64 / requests as f64
+            } else {
+                0.0
+            },
             status,
             dropped_iterations: ctx.metrics.dropped.get() - dropped0,
             containers: containers_rows,

@@ -53,7 +53,12 @@ pub struct PlanResult {
 }
 
 /// Run every scenario of `settings` once.
-pub async fn run_plan(settings: &Settings, rt: &Runtime, settle: Duration, stop: Stop) -> PlanResult {
+pub async fn run_plan(
+    settings: &Settings,
+    rt: &Runtime,
+    settle: Duration,
+    stop: Stop,
+) -> PlanResult {
     let started = SystemTime::now();
     let start = Instant::now();
     let tracker = TaskTracker::new();
@@ -76,7 +81,12 @@ pub async fn run_plan(settings: &Settings, rt: &Runtime, settle: Duration, stop:
             executor::run(c, shard, s, t0).await;
             d.cancel();
         });
-        let (c, m, rx, s) = (ctx.clone(), rt.metrics.clone(), rt.containers.clone(), stop.clone());
+        let (c, m, rx, s) = (
+            ctx.clone(),
+            rt.metrics.clone(),
+            rt.containers.clone(),
+            stop.clone(),
+        );
         let (res, live) = (results.clone(), rt.live.clone());
         tracker.spawn(async move {
             let watched = Watched {
@@ -87,7 +97,9 @@ pub async fn run_plan(settings: &Settings, rt: &Runtime, settle: Duration, stop:
                 settle,
             };
             observe(watched, done, s, |summary| {
-                live.lock().unwrap_or_else(|e| e.into_inner()).push(summary.clone());
+                live.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(summary.clone());
                 res.lock().unwrap_or_else(|e| e.into_inner()).push(summary);
             })
             .await;

@@ -23,18 +23,22 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
     cands.sort_by(f64::total_cmp);
     cands.dedup();
     let group = cfg.group.as_deref();
-    let applied = match super::limits::apply_spec(settings, rt, group, cands.last().copied(), cfg.memory).await {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            out.notes.push("search needs experiment.search.group".into());
-            return out;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "search: cannot set limits");
-            out.notes.push(format!("search not started: {e}"));
-            return out;
-        }
-    };
+    let applied =
+        match super::limits::apply_spec(settings, rt, group, cands.last().copied(), cfg.memory)
+            .await
+        {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                out.notes
+                    .push("search needs experiment.search.group".into());
+                return out;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "search: cannot set limits");
+                out.notes.push(format!("search not started: {e}"));
+                return out;
+            }
+        };
     let (mut lo, mut hi) = (0usize, cands.len());
     let mut best: Option<usize> = None;
     let mut trial = 0usize;
@@ -46,7 +50,13 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
             break;
         }
         tracing::info!(cpus, vus = cfg.vus, "search trial");
-        let s = single_stage(settings, &base, cfg.vus, cfg.stage_duration, format!("cpus-{cpus}"));
+        let s = single_stage(
+            settings,
+            &base,
+            cfg.vus,
+            cfg.stage_duration,
+            format!("cpus-{cpus}"),
+        );
         let r = run_plan(&s, rt, settings.raw.analysis.settle, stop.clone()).await;
         out.elapsed += r.elapsed;
         out.totals.extend(r.totals);
@@ -78,7 +88,9 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
     match best {
         Some(i) if !out.interrupted => {
             let cpus = cands[i];
-            let mem = cfg.memory.or(applied.originals.iter().find_map(|o| o.memory_bytes));
+            let mem = cfg
+                .memory
+                .or(applied.originals.iter().find_map(|o| o.memory_bytes));
             let cost = settings
                 .raw
                 .prices
@@ -92,7 +104,9 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
                 settings.raw.prices.currency
             ));
         }
-        Some(_) => out.notes.push("search interrupted before it finished".into()),
+        Some(_) => out
+            .notes
+            .push("search interrupted before it finished".into()),
         None => out.notes.push(format!(
             "no candidate up to {} cpus serves {} VUs within the SLA",
             cands.last().copied().unwrap_or(0.0),

@@ -38,7 +38,14 @@ pub fn render_table(t: &Table) -> String {
         s.trim_end().to_string()
     };
     let mut out = format!("{}\n{}\n", t.title, line(&t.headers));
-    let _ = writeln!(out, "  {}", w.iter().map(|n| "-".repeat(*n)).collect::<Vec<_>>().join("  "));
+    let _ = writeln!(
+        out,
+        "  {}",
+        w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
     for r in &t.rows {
         let _ = writeln!(out, "{}", line(r));
     }
@@ -64,10 +71,19 @@ pub fn render(
         let _ = writeln!(
             out,
             "    checks.........: {:.2}% ({pass} passed, {} failed)",
-            if t.requests > 0 { pass as f64 * 100.0 / t.requests as f64 } else { 0.0 },
+            if t.requests > 0 {
+                pass as f64 * 100.0 / t.requests as f64
+            } else {
+                0.0
+            },
             t.failed_checks
         );
-        let _ = writeln!(out, "    requests.......: {} ({:.1}/s)", t.requests, t.requests as f64 / secs);
+        let _ = writeln!(
+            out,
+            "    requests.......: {} ({:.1}/s)",
+            t.requests,
+            t.requests as f64 / secs
+        );
         let _ = writeln!(
             out,
             "    latency........: avg={:.2}ms p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
@@ -77,7 +93,12 @@ pub fn render(
             l.p99 * 1e3,
             l.max * 1e3
         );
-        let _ = writeln!(out, "    iterations.....: {} ({:.1}/s)", t.iterations, t.iterations as f64 / secs);
+        let _ = writeln!(
+            out,
+            "    iterations.....: {} ({:.1}/s)",
+            t.iterations,
+            t.iterations as f64 / secs
+        );
         if t.dropped_iterations > 0 {
             let _ = writeln!(out, "    dropped........: {}", t.dropped_iterations);
         }

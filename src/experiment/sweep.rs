@@ -14,7 +14,13 @@ use crate::load::executor::Stop;
 use crate::load::plan::{Scenario, Schedule, VuStage};
 
 /// Settings that run `base` alone as constant-vus `vus` for `duration`, named `stage`.
-pub fn single_stage(settings: &Settings, base: &Scenario, vus: u64, duration: Duration, stage: String) -> Settings {
+pub fn single_stage(
+    settings: &Settings,
+    base: &Scenario,
+    vus: u64,
+    duration: Duration,
+    stage: String,
+) -> Settings {
     let sc = Scenario {
         executor: ExecutorKind::ConstantVus,
         start: Duration::ZERO,
@@ -57,7 +63,11 @@ pub fn verdict(s: &StageSummary, sla: &SlaConfig, group: Option<&str>) -> Option
     }
     if let Some(p99) = sla.latency_p99 {
         if s.latency.p99 > p99.as_secs_f64() {
-            why.push(format!("p99 {:.0} ms > SLA {:.0} ms", s.latency.p99 * 1e3, p99.as_secs_f64() * 1e3));
+            why.push(format!(
+                "p99 {:.0} ms > SLA {:.0} ms",
+                s.latency.p99 * 1e3,
+                p99.as_secs_f64() * 1e3
+            ));
         }
     }
     if s.error_ratio > sla.error_ratio {
@@ -87,7 +97,15 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
     let base = pick_scenario(settings, cfg.scenario.as_deref()).clone();
     let settle = settings.raw.analysis.settle;
     let mut out = Outcome::new(base.name.clone());
-    let limits = match super::limits::apply_spec(settings, rt, cfg.group.as_deref(), cfg.spec.cpus, cfg.spec.memory).await {
+    let limits = match super::limits::apply_spec(
+        settings,
+        rt,
+        cfg.group.as_deref(),
+        cfg.spec.cpus,
+        cfg.spec.memory,
+    )
+    .await
+    {
         Ok(l) => l,
         Err(e) => {
             out.notes.push(format!("sweep not started: {e}"));
@@ -99,10 +117,19 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
         if stop.drain.is_cancelled() {
             break;
         }
-        let s = single_stage(settings, &base, vus, cfg.stage_duration, format!("vus-{vus}"));
+        let s = single_stage(
+            settings,
+            &base,
+            vus,
+            cfg.stage_duration,
+            format!("vus-{vus}"),
+        );
         tracing::info!(step = i + 1, of = cfg.vus.len(), vus, "sweep step");
         let PlanResult {
-            stages, totals, elapsed, ..
+            stages,
+            totals,
+            elapsed,
+            ..
         } = run_plan(&s, rt, settle, stop.clone()).await;
         out.elapsed += elapsed;
         out.totals.extend(totals);
@@ -127,8 +154,12 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
         }
     }
     match out.max_vus_within_sla {
-        Some(v) => out.notes.push(format!("max VUs within the SLA at this spec: {v}")),
-        None => out.notes.push("no tested VU count met the SLA at this spec".into()),
+        Some(v) => out
+            .notes
+            .push(format!("max VUs within the SLA at this spec: {v}")),
+        None => out
+            .notes
+            .push("no tested VU count met the SLA at this spec".into()),
     }
     out.interrupted = stop.drain.is_cancelled();
     if let Some(l) = limits {

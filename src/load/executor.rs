@@ -101,7 +101,13 @@ async fn closed(
     while let Some((total, next)) = vu_target(stages, t0.elapsed()) {
         let target = shard.vus(total);
         while spawned < target {
-            tracker.spawn(vu_loop(ctx.clone(), spawned, rx.clone(), stop.clone(), grace));
+            tracker.spawn(vu_loop(
+                ctx.clone(),
+                spawned,
+                rx.clone(),
+                stop.clone(),
+                grace,
+            ));
             spawned += 1;
         }
         tx.send_if_modified(|v| std::mem::replace(v, target) != target);
@@ -209,9 +215,8 @@ async fn open(
     pre: u64,
     max: u64,
 ) {
-    let pool: Arc<Mutex<Vec<Vu>>> = Arc::new(Mutex::new(
-        (0..pre).map(|i| Vu::new(i, &ctx)).collect(),
-    ));
+    let pool: Arc<Mutex<Vec<Vu>>> =
+        Arc::new(Mutex::new((0..pre).map(|i| Vu::new(i, &ctx)).collect()));
     let mut allocated = pre;
     let tracker = TaskTracker::new();
     // Intended start of the next iteration, as an offset from t0.
@@ -268,7 +273,13 @@ async fn open(
     finish(&tracker, &stop, Duration::from_secs(30)).await;
 }
 
-async fn per_vu(ctx: Arc<ScenarioCtx>, vus: u64, iterations: u64, max_duration: Duration, stop: Stop) {
+async fn per_vu(
+    ctx: Arc<ScenarioCtx>,
+    vus: u64,
+    iterations: u64,
+    max_duration: Duration,
+    stop: Stop,
+) {
     let tracker = TaskTracker::new();
     ctx.metrics.vus_target.set(vus as i64);
     for i in 0..vus {

@@ -270,7 +270,10 @@ mod tests {
 
     #[test]
     fn shard_parse() {
-        assert_eq!("1/3".parse::<Shard>().unwrap(), Shard { index: 1, count: 3 });
+        assert_eq!(
+            "1/3".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 3 }
+        );
         assert!("3/3".parse::<Shard>().is_err());
         assert!("x/3".parse::<Shard>().is_err());
         assert!("1".parse::<Shard>().is_err());
