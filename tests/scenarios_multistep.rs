@@ -351,7 +351,7 @@ async fn session_server() -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
                 let (seen, next) = (seen.clone(), next.clone());
                 async move {
                     let path = req.uri().path().to_string();
-                    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"ok\nbye")));
                     if path == "/session" {
                         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let v = format!("sess-{n}").parse().expect("header value");
@@ -398,6 +398,16 @@ path = "/use/${{sid}}"
 headers = {{ X-Session = "${{sid}}" }}
 
 [[scenarios.requests]]
+name = "body"
+path = "/session"
+captures = [{{ name = "text", regex = '(?s)(.*)' }}]
+
+[[scenarios.requests]]
+name = "bad-header"
+path = "/use/bad"
+headers = {{ X-Session = "${{text}}" }}
+
+[[scenarios.requests]]
 name = "missing"
 path = "/session"
 captures = [{{ name = "nothing", header = "x-not-sent" }}]
@@ -434,6 +444,16 @@ path = "/use/after"
         (m.checks("use", "pass"), m.checks("session", "pass")),
         (6, 6)
     );
+    // A captured value that is not a valid header value (a newline) is not sent without the
+    // header: the step fails its check, and the next step (it has no captures) still runs.
+    assert_eq!(
+        (
+            m.checks("bad-header", "pass"),
+            m.checks("bad-header", "fail")
+        ),
+        (0, 6)
+    );
+    assert_eq!(m.checks("missing", "fail"), 6);
     assert_eq!(m.iterations("hdr"), 6);
 }
 

@@ -39,7 +39,10 @@ impl ScenarioCtx {
                 .iter()
                 .map(|s| {
                     let mut static_headers = HeaderMap::new();
-                    static_headers.insert(http::header::USER_AGENT, HeaderValue::from_static("loadspec/0.1"));
+                    static_headers.insert(
+                        http::header::USER_AGENT,
+                        HeaderValue::from_static("loadspec/0.1"),
+                    );
                     for (k, t) in &s.headers {
                         if let Some(v) = t.as_static().and_then(|v| HeaderValue::from_str(v).ok()) {
                             static_headers.insert(k.clone(), v);
@@ -172,8 +175,16 @@ impl ScenarioCtx {
         h.insert(http::header::HOST, target.host_header.clone());
         for (k, t) in &step.headers {
             if t.as_static().is_none() {
-                if let Ok(v) = HeaderValue::from_str(&t.render(&vu.vars)) {
-                    h.insert(k.clone(), v);
+                match HeaderValue::from_str(&t.render(&vu.vars)) {
+                    Ok(v) => {
+                        h.insert(k.clone(), v);
+                    }
+                    Err(_) => {
+                        // A variable holds control characters. Sending without the header
+                        // would blame the target for a 401; count it here instead.
+                        s.metrics.check_fail.inc();
+                        return false;
+                    }
                 }
             }
         }
