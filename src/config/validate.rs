@@ -46,7 +46,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
     raw.prices.validate("prices", &mut errs);
     raw.containers.validate("containers", &mut errs);
     raw.analysis.validate("analysis", &mut errs);
-    raw.analysis.validate_with_sla("analysis", &raw.sla, &mut errs);
+    raw.analysis
+        .validate_with_sla("analysis", &raw.sla, &mut errs);
     let names: Vec<String> = raw.scenarios.iter().map(|s| s.name.clone()).collect();
     let docker = raw.containers.source == crate::containers::SourceKind::Docker;
     raw.experiment
@@ -92,8 +93,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
                 format!("{:?} is already used by scenarios[{prev}]", sc.name),
             );
         }
-        if let Some(s) = scenario(sc, &path, &raw.target, base_url.as_deref(), base_dir, &mut errs)
-        {
+        if let Some(s) = scenario(
+            sc,
+            &path,
+            &raw.target,
+            base_url.as_deref(),
+            base_dir,
+            &mut errs,
+        ) {
             scenarios.push(Arc::new(s));
         }
     }
@@ -119,13 +126,19 @@ fn validate_buckets(b: &[f64], errs: &mut Errors) {
         if w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater) {
             errs.add(
                 format!("metrics.buckets[{}]", i + 1),
-                format!("must be greater than the previous bucket {}, got {}", w[0], w[1]),
+                format!(
+                    "must be greater than the previous bucket {}, got {}",
+                    w[0], w[1]
+                ),
             );
         }
     }
     if let Some(first) = b.first() {
         if !(first.is_finite() && *first > 0.0) {
-            errs.add("metrics.buckets[0]", format!("must be above 0, got {first}"));
+            errs.add(
+                "metrics.buckets[0]",
+                format!("must be above 0, got {first}"),
+            );
         }
     }
 }
@@ -166,16 +179,36 @@ fn check_unused(sc: &ScenarioConfig, path: &str, errs: &mut Errors) {
     let k = sc.executor;
     let fields: [(&str, bool, &[ExecutorKind]); 11] = [
         ("vus", sc.vus.is_some(), &[ConstantVus, PerVuIterations]),
-        ("duration", sc.duration.is_some(), &[ConstantVus, ConstantArrivalRate]),
+        (
+            "duration",
+            sc.duration.is_some(),
+            &[ConstantVus, ConstantArrivalRate],
+        ),
         ("iterations", sc.iterations.is_some(), &[PerVuIterations]),
-        ("max_duration", sc.max_duration.is_some(), &[PerVuIterations]),
-        ("stages", !sc.stages.is_empty(), &[RampingVus, RampingArrivalRate]),
+        (
+            "max_duration",
+            sc.max_duration.is_some(),
+            &[PerVuIterations],
+        ),
+        (
+            "stages",
+            !sc.stages.is_empty(),
+            &[RampingVus, RampingArrivalRate],
+        ),
         ("step", sc.step, &[RampingVus, RampingArrivalRate]),
         ("start_vus", sc.start_vus.is_some(), &[RampingVus]),
         ("rate", sc.rate.is_some(), &[ConstantArrivalRate]),
         ("start_rate", sc.start_rate.is_some(), &[RampingArrivalRate]),
-        ("pre_allocated_vus", sc.pre_allocated_vus.is_some(), &[ConstantArrivalRate, RampingArrivalRate]),
-        ("graceful_ramp_down", sc.graceful_ramp_down.is_some(), &[RampingVus]),
+        (
+            "pre_allocated_vus",
+            sc.pre_allocated_vus.is_some(),
+            &[ConstantArrivalRate, RampingArrivalRate],
+        ),
+        (
+            "graceful_ramp_down",
+            sc.graceful_ramp_down.is_some(),
+            &[RampingVus],
+        ),
     ];
     for (name, set, allowed) in fields {
         if set && !allowed.contains(&k) {
@@ -187,7 +220,11 @@ fn check_unused(sc: &ScenarioConfig, path: &str, errs: &mut Errors) {
     }
     let uses_rate = matches!(k, ConstantArrivalRate | RampingArrivalRate);
     if !uses_rate && (sc.time_unit.is_some() || sc.max_vus.is_some()) {
-        let name = if sc.time_unit.is_some() { "time_unit" } else { "max_vus" };
+        let name = if sc.time_unit.is_some() {
+            "time_unit"
+        } else {
+            "max_vus"
+        };
         errs.add(
             format!("{path}.{name}"),
             format!("is not used by executor {}", k.as_str()),
@@ -195,7 +232,13 @@ fn check_unused(sc: &ScenarioConfig, path: &str, errs: &mut Errors) {
     }
 }
 
-fn required<T: Copy>(v: Option<T>, path: &str, field: &str, k: ExecutorKind, errs: &mut Errors) -> Option<T> {
+fn required<T: Copy>(
+    v: Option<T>,
+    path: &str,
+    field: &str,
+    k: ExecutorKind,
+    errs: &mut Errors,
+) -> Option<T> {
     if v.is_none() {
         errs.add(
             format!("{path}.{field}"),
@@ -205,7 +248,13 @@ fn required<T: Copy>(v: Option<T>, path: &str, field: &str, k: ExecutorKind, err
     v
 }
 
-fn nonzero_duration(d: Option<Duration>, path: &str, field: &str, k: ExecutorKind, errs: &mut Errors) -> Option<Duration> {
+fn nonzero_duration(
+    d: Option<Duration>,
+    path: &str,
+    field: &str,
+    k: ExecutorKind,
+    errs: &mut Errors,
+) -> Option<Duration> {
     let d = required(d, path, field, k, errs)?;
     if d.is_zero() {
         errs.add(format!("{path}.{field}"), "must be greater than 0s");
@@ -219,7 +268,8 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
     check_unused(sc, path, errs);
     let k = sc.executor;
     let before = errs.len();
-    let stage_name = |i: usize, s: &StageConfig| s.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+    let stage_name =
+        |i: usize, s: &StageConfig| s.name.clone().unwrap_or_else(|| format!("stage-{i}"));
     let sched = match k {
         ConstantVus => {
             let vus = required(sc.vus, path, "vus", k, errs);
@@ -240,7 +290,10 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
         }
         RampingVus => {
             if sc.stages.is_empty() {
-                errs.add(format!("{path}.stages"), "ramping-vus needs at least one stage");
+                errs.add(
+                    format!("{path}.stages"),
+                    "ramping-vus needs at least one stage",
+                );
             }
             let mut from = sc.start_vus.unwrap_or(0);
             let mut stages = Vec::new();
@@ -280,8 +333,15 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
             if unit.is_zero() {
                 errs.add(format!("{path}.time_unit"), "must be greater than 0s");
             }
-            let per_sec = |r: f64| if unit.is_zero() { 0.0 } else { r / unit.as_secs_f64() };
-            let pre = required(sc.pre_allocated_vus, path, "pre_allocated_vus", k, errs).unwrap_or(1);
+            let per_sec = |r: f64| {
+                if unit.is_zero() {
+                    0.0
+                } else {
+                    r / unit.as_secs_f64()
+                }
+            };
+            let pre =
+                required(sc.pre_allocated_vus, path, "pre_allocated_vus", k, errs).unwrap_or(1);
             errs.check_min(&format!("{path}.pre_allocated_vus"), pre, 1);
             let max = sc.max_vus.unwrap_or(pre);
             if max < pre {
@@ -293,7 +353,10 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
             let stages = if k == ConstantArrivalRate {
                 let rate = required(sc.rate, path, "rate", k, errs).unwrap_or(1.0);
                 if !(rate.is_finite() && rate > 0.0) {
-                    errs.add(format!("{path}.rate"), format!("must be above 0, got {rate}"));
+                    errs.add(
+                        format!("{path}.rate"),
+                        format!("must be above 0, got {rate}"),
+                    );
                 }
                 let d = nonzero_duration(sc.duration, path, "duration", k, errs);
                 vec![RateStage {
@@ -305,7 +368,10 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
                 }]
             } else {
                 if sc.stages.is_empty() {
-                    errs.add(format!("{path}.stages"), "ramping-arrival-rate needs at least one stage");
+                    errs.add(
+                        format!("{path}.stages"),
+                        "ramping-arrival-rate needs at least one stage",
+                    );
                 }
                 let mut from = per_sec(sc.start_rate.unwrap_or(0.0));
                 let mut out = Vec::new();
@@ -315,7 +381,10 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
                         errs.add(format!("{sp}.duration"), "must be greater than 0s");
                     }
                     if !(s.target.is_finite() && s.target >= 0.0) {
-                        errs.add(format!("{sp}.target"), format!("must be 0 or more, got {}", s.target));
+                        errs.add(
+                            format!("{sp}.target"),
+                            format!("must be 0 or more, got {}", s.target),
+                        );
                     }
                     let to = per_sec(s.target.max(0.0));
                     out.push(RateStage {
@@ -404,7 +473,10 @@ fn scenario(
 ) -> Option<Scenario> {
     let schedule = schedule(sc, path, errs);
     if sc.requests.is_empty() {
-        errs.add(format!("{path}.requests"), "at least one request is required");
+        errs.add(
+            format!("{path}.requests"),
+            "at least one request is required",
+        );
     }
     let mut vars = Vars {
         names: Vec::new(),
@@ -442,10 +514,16 @@ fn scenario(
             if !valid_label(&r.name) {
                 errs.add(
                     format!("{rp}.name"),
-                    format!("must be 1-64 characters of letters, digits, '-', '_' or '.', got {:?}", r.name),
+                    format!(
+                        "must be 1-64 characters of letters, digits, '-', '_' or '.', got {:?}",
+                        r.name
+                    ),
                 );
             } else if let Some(prev) = step_names.insert(r.name.clone(), rp.clone()) {
-                errs.add(format!("{rp}.name"), format!("{:?} is already used by {prev}", r.name));
+                errs.add(
+                    format!("{rp}.name"),
+                    format!("{:?} is already used by {prev}", r.name),
+                );
             }
             if let Some(s) = step(r, &rp, target, base_url, base_dir, vars, errs) {
                 out.push(s);
@@ -480,7 +558,12 @@ fn step(
 ) -> Option<Step> {
     let before = errs.len();
     let method = Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| errs.add(format!("{rp}.method"), format!("not an HTTP method: {:?}", r.method)))
+        .map_err(|_| {
+            errs.add(
+                format!("{rp}.method"),
+                format!("not an HTTP method: {:?}", r.method),
+            )
+        })
         .ok();
     let parse = |s: &str, esc: Escape, field: String, errs: &mut Errors| -> Option<Template> {
         Template::parse(s, esc, |n| vars.resolve(n))
@@ -496,7 +579,10 @@ fn step(
         (None, Some(p)) => match base_url {
             Some(b) => {
                 if !p.starts_with('/') {
-                    errs.add(format!("{rp}.path"), format!("must start with '/', got {p:?}"));
+                    errs.add(
+                        format!("{rp}.path"),
+                        format!("must start with '/', got {p:?}"),
+                    );
                 }
                 Some((format!("{b}{p}"), format!("{rp}.path")))
             }
@@ -509,7 +595,10 @@ fn step(
             }
         },
         (None, None) => {
-            errs.add(format!("{rp}.url"), "give url, or path with target.base_url");
+            errs.add(
+                format!("{rp}.url"),
+                "give url, or path with target.base_url",
+            );
             None
         }
     };
@@ -538,8 +627,14 @@ fn step(
         } else {
             "target.bearer_token".to_string()
         };
-        if header_srcs.iter().any(|(k, _, _)| k.eq_ignore_ascii_case("authorization")) {
-            errs.add(field.clone(), "conflicts with an Authorization header; give one of them");
+        if header_srcs
+            .iter()
+            .any(|(k, _, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            errs.add(
+                field.clone(),
+                "conflicts with an Authorization header; give one of them",
+            );
         }
         header_srcs.push(("authorization".into(), format!("Bearer {tok}"), field));
     }
@@ -571,14 +666,24 @@ fn step(
             spec
         }
     };
-    if matches!(body, Some(BodySpec::Static { .. } | BodySpec::Templated { .. }))
-        && method.as_ref().is_some_and(|m| m == Method::GET || m == Method::HEAD)
+    if matches!(
+        body,
+        Some(BodySpec::Static { .. } | BodySpec::Templated { .. })
+    ) && method
+        .as_ref()
+        .is_some_and(|m| m == Method::GET || m == Method::HEAD)
     {
-        errs.add(format!("{rp}.body"), format!("a {} request cannot have a body", r.method));
+        errs.add(
+            format!("{rp}.body"),
+            format!("a {} request cannot have a body", r.method),
+        );
     }
     for (i, c) in r.expect.iter().enumerate() {
         if !(100..=599).contains(c) {
-            errs.add(format!("{rp}.expect[{i}]"), format!("must be an HTTP status 100-599, got {c}"));
+            errs.add(
+                format!("{rp}.expect[{i}]"),
+                format!("must be an HTTP status 100-599, got {c}"),
+            );
         }
     }
     let timeout = r.timeout.unwrap_or(target.timeout);
@@ -590,13 +695,19 @@ fn step(
     for (i, c) in r.captures.iter().enumerate() {
         let cp = format!("{rp}.captures[{i}]");
         if !valid_label(&c.name) || c.name.contains('.') {
-            errs.add(format!("{cp}.name"), format!("must be letters, digits, '-' or '_', got {:?}", c.name));
+            errs.add(
+                format!("{cp}.name"),
+                format!("must be letters, digits, '-' or '_', got {:?}", c.name),
+            );
             continue;
         }
         if vars.columns.contains(&c.name) {
             errs.add(
                 format!("{cp}.name"),
-                format!("{:?} is already a data column of the scenario's data file; use another name", c.name),
+                format!(
+                    "{:?} is already a data column of the scenario's data file; use another name",
+                    c.name
+                ),
             );
             continue;
         }
@@ -607,7 +718,10 @@ fn step(
         }
         let kind = if let Some(p) = &c.json {
             if !(p.is_empty() || p.starts_with('/')) {
-                errs.add(format!("{cp}.json"), format!("a JSON pointer starts with '/', got {p:?}"));
+                errs.add(
+                    format!("{cp}.json"),
+                    format!("a JSON pointer starts with '/', got {p:?}"),
+                );
                 continue;
             }
             CaptureKind::JsonPointer(p.clone())
@@ -615,7 +729,10 @@ fn step(
             match HeaderName::from_bytes(h.as_bytes()) {
                 Ok(n) => CaptureKind::Header(n),
                 Err(_) => {
-                    errs.add(format!("{cp}.header"), format!("not a valid header name: {h:?}"));
+                    errs.add(
+                        format!("{cp}.header"),
+                        format!("not a valid header name: {h:?}"),
+                    );
                     continue;
                 }
             }
@@ -669,11 +786,16 @@ fn load_data(
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) => {
-            errs.add(format!("{path}.file"), format!("cannot read {}: {e}", file.display()));
+            errs.add(
+                format!("{path}.file"),
+                format!("cannot read {}: {e}", file.display()),
+            );
             return None;
         }
     };
-    let is_json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let parsed: Result<(Vec<String>, Vec<Vec<String>>), String> = if is_json {
         serde_json::from_str::<Vec<serde_json::Map<String, serde_json::Value>>>(&text)
             .map_err(|e| format!("not a JSON array of objects: {e}"))
@@ -721,17 +843,26 @@ fn load_data(
             None
         }
         Ok((_, rows)) if rows.is_empty() => {
-            errs.add(format!("{path}.file"), format!("{} has no rows", file.display()));
+            errs.add(
+                format!("{path}.file"),
+                format!("{} has no rows", file.display()),
+            );
             None
         }
         Ok((cols, rows)) => {
             for (i, c) in cols.iter().enumerate() {
                 if cols[..i].contains(c) {
-                    errs.add(format!("{path}.file"), format!("column {c:?} appears twice in {}", file.display()));
+                    errs.add(
+                        format!("{path}.file"),
+                        format!("column {c:?} appears twice in {}", file.display()),
+                    );
                     return None;
                 }
                 if !valid_label(c) || c.contains('.') {
-                    errs.add(format!("{path}.file"), format!("column name {c:?} is not usable as a variable"));
+                    errs.add(
+                        format!("{path}.file"),
+                        format!("column name {c:?} is not usable as a variable"),
+                    );
                     return None;
                 }
             }

@@ -166,7 +166,10 @@ pub fn build(
                 if !valid_part_name(&f.name) {
                     errs.add(
                         format!("{path}.fields[{i}].name"),
-                        format!("must be non-empty without quotes or line breaks, got {:?}", f.name),
+                        format!(
+                            "must be non-empty without quotes or line breaks, got {:?}",
+                            f.name
+                        ),
                     );
                     ok = false;
                     continue;
@@ -186,7 +189,10 @@ pub fn build(
                 if !valid_part_name(&f.name) {
                     errs.add(
                         format!("{p}.name"),
-                        format!("must be non-empty without quotes or line breaks, got {:?}", f.name),
+                        format!(
+                            "must be non-empty without quotes or line breaks, got {:?}",
+                            f.name
+                        ),
                     );
                     ok = false;
                     continue;
@@ -214,7 +220,10 @@ pub fn build(
                         .unwrap_or_else(|| "file".into())
                 });
                 if !valid_part_name(&filename) {
-                    errs.add(format!("{p}.filename"), "must not contain quotes or line breaks");
+                    errs.add(
+                        format!("{p}.filename"),
+                        "must not contain quotes or line breaks",
+                    );
                     ok = false;
                     continue;
                 }

@@ -27,19 +27,24 @@ pub struct Target {
 impl Target {
     /// Parse an absolute `http://` URL.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
         if uri.scheme_str() != Some("http") {
             return Err(format!("not an http:// URL: {url:?}"));
         }
-        let host = uri.host().ok_or_else(|| format!("URL has no host: {url:?}"))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("URL has no host: {url:?}"))?;
         let port = uri.port_u16().unwrap_or(80);
         let authority = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
-        let host_header = HeaderValue::from_str(uri.authority().map(|a| a.as_str()).unwrap_or(host))
-            .map_err(|_| format!("invalid host in {url:?}"))?;
+        let host_header =
+            HeaderValue::from_str(uri.authority().map(|a| a.as_str()).unwrap_or(host))
+                .map_err(|_| format!("invalid host in {url:?}"))?;
         let path: Uri = uri
             .path_and_query()
             .map(|p| p.as_str())
