@@ -29,6 +29,9 @@ pub struct Stop {
     pub abort: CancellationToken,
 }
 
+/// Pause after a failed setup before the VU tries again.
+const SETUP_RETRY: Duration = Duration::from_secs(1);
+
 /// How often a linear ramp re-computes its target.
 const RAMP_TICK: Duration = Duration::from_millis(100);
 
@@ -157,13 +160,11 @@ async fn vu_loop(
                 sleep(grace).await;
             };
             let work = async {
-                if !vu.setup_done {
-                    vu.setup_done = true;
-                    if !ctx.setup(&mut vu).await {
-                        // Setup failed (counted); retry on the next pass after think time.
-                        vu.setup_done = false;
-                        return;
-                    }
+                if !vu.setup_done && !ctx.setup(&mut vu).await {
+                    // Setup failed (counted as a failed check). Back off before retrying so a
+                    // failing login is not hammered in a tight loop.
+                    sleep(SETUP_RETRY).await;
+                    return;
                 }
                 ctx.iteration(&mut vu, None).await;
             };
@@ -288,12 +289,18 @@ async fn per_vu(
             let mut vu = Vu::new(i, &ctx);
             ctx.metrics.vus.inc();
             let work = async {
-                if !ctx.setup(&mut vu).await {
-                    return;
-                }
                 for _ in 0..iterations {
                     if stop.drain.is_cancelled() {
                         break;
+                    }
+                    // A failed setup uses up the iteration and is retried in the next one.
+                    if !vu.setup_done && !ctx.setup(&mut vu).await {
+                        sleep(
+                            SETUP_RETRY
+                                .min(ctx.scenario.think_time.max(Duration::from_millis(100))),
+                        )
+                        .await;
+                        continue;
                     }
                     ctx.iteration(&mut vu, None).await;
                     if !ctx.scenario.think_time.is_zero() {
