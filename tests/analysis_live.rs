@@ -7,6 +7,7 @@
 //!   a brute-force run of every candidate passes, and the original limits are back afterwards.
 //! - With the process source, `loadspec demo` prints figures matching its configured costs and
 //!   writes reports that parse.
+//!
 //! Under CI=true a missing Docker engine fails these tests.
 
 mod support_containers;

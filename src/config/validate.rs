@@ -263,13 +263,40 @@ fn nonzero_duration(
     Some(d)
 }
 
+/// The configured stages, each starting where the previous one ended (the first at `start`).
+/// `target` checks one stage's target (reporting under its path) and converts it.
+fn build_stages<T: Copy>(
+    sc: &ScenarioConfig,
+    path: &str,
+    start: T,
+    errs: &mut Errors,
+    mut target: impl FnMut(f64, &str, &mut Errors) -> T,
+) -> Vec<Stage<T>> {
+    let mut from = start;
+    let mut out = Vec::new();
+    for (i, s) in sc.stages.iter().enumerate() {
+        let sp = format!("{path}.stages[{i}]");
+        if s.duration.is_zero() {
+            errs.add(format!("{sp}.duration"), "must be greater than 0s");
+        }
+        let to = target(s.target, &sp, errs);
+        out.push(Stage {
+            name: s.name.clone().unwrap_or_else(|| format!("stage-{i}")),
+            duration: s.duration,
+            from,
+            to,
+            step: sc.step,
+        });
+        from = to;
+    }
+    out
+}
+
 fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedule> {
     use ExecutorKind::*;
     check_unused(sc, path, errs);
     let k = sc.executor;
     let before = errs.len();
-    let stage_name =
-        |i: usize, s: &StageConfig| s.name.clone().unwrap_or_else(|| format!("stage-{i}"));
     let sched = match k {
         ConstantVus => {
             let vus = required(sc.vus, path, "vus", k, errs);
@@ -295,34 +322,20 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
                     "ramping-vus needs at least one stage",
                 );
             }
-            let mut from = sc.start_vus.unwrap_or(0);
-            let mut stages = Vec::new();
-            for (i, s) in sc.stages.iter().enumerate() {
-                let sp = format!("{path}.stages[{i}]");
-                if s.duration.is_zero() {
-                    errs.add(format!("{sp}.duration"), "must be greater than 0s");
-                }
-                let min = if sc.step { 1.0 } else { 0.0 };
-                if !(s.target.is_finite() && s.target.fract() == 0.0 && s.target >= min) {
+            let min = if sc.step { 1.0 } else { 0.0 };
+            let stages = build_stages(sc, path, sc.start_vus.unwrap_or(0), errs, |t, sp, errs| {
+                if !(t.is_finite() && t.fract() == 0.0 && t >= min) {
                     errs.add(
                         format!("{sp}.target"),
-                        if s.target.fract() != 0.0 {
-                            format!("must be a whole number of VUs, got {}", s.target)
+                        if t.fract() != 0.0 {
+                            format!("must be a whole number of VUs, got {t}")
                         } else {
-                            format!("must be at least {min}, got {}", s.target)
+                            format!("must be at least {min}, got {t}")
                         },
                     );
                 }
-                let to = s.target.max(0.0) as u64;
-                stages.push(VuStage {
-                    name: stage_name(i, s),
-                    duration: s.duration,
-                    from,
-                    to,
-                    step: sc.step,
-                });
-                from = to;
-            }
+                t.max(0.0) as u64
+            });
             Schedule::Vus {
                 stages,
                 graceful_ramp_down: sc.graceful_ramp_down.unwrap_or(Duration::from_secs(30)),
@@ -373,30 +386,21 @@ fn schedule(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> Option<Schedu
                         "ramping-arrival-rate needs at least one stage",
                     );
                 }
-                let mut from = per_sec(sc.start_rate.unwrap_or(0.0));
-                let mut out = Vec::new();
-                for (i, s) in sc.stages.iter().enumerate() {
-                    let sp = format!("{path}.stages[{i}]");
-                    if s.duration.is_zero() {
-                        errs.add(format!("{sp}.duration"), "must be greater than 0s");
-                    }
-                    if !(s.target.is_finite() && s.target >= 0.0) {
-                        errs.add(
-                            format!("{sp}.target"),
-                            format!("must be 0 or more, got {}", s.target),
-                        );
-                    }
-                    let to = per_sec(s.target.max(0.0));
-                    out.push(RateStage {
-                        name: stage_name(i, s),
-                        duration: s.duration,
-                        from,
-                        to,
-                        step: sc.step,
-                    });
-                    from = to;
-                }
-                out
+                build_stages(
+                    sc,
+                    path,
+                    per_sec(sc.start_rate.unwrap_or(0.0)),
+                    errs,
+                    |t, sp, errs| {
+                        if !(t.is_finite() && t >= 0.0) {
+                            errs.add(
+                                format!("{sp}.target"),
+                                format!("must be 0 or more, got {t}"),
+                            );
+                        }
+                        per_sec(t.max(0.0))
+                    },
+                )
             };
             Schedule::Arrival {
                 stages,

@@ -17,7 +17,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::plan::{RateStage, Schedule, Shard, VuStage};
+use super::plan::{RateStage, Schedule, Shard, Stage, StageAt, VuStage};
 use super::vu::{ScenarioCtx, Vu};
 
 /// Cancellation for one run.
@@ -72,22 +72,16 @@ pub async fn run(ctx: Arc<ScenarioCtx>, shard: Shard, stop: Stop, t0: Instant) {
     ctx.metrics.arrival_rate_target.set(0.0);
 }
 
-/// The whole-plan VU target at `t` (before sharding), and when it next changes.
+/// The whole-plan VU target at `t` (before sharding), and when to look again: the stage end
+/// for a step, the next tick within a ramp.
 fn vu_target(stages: &[VuStage], t: Duration) -> Option<(u64, Duration)> {
-    let mut start = Duration::ZERO;
-    for s in stages {
-        let end = start + s.duration;
-        if t < end {
-            if s.step || s.from == s.to {
-                return Some((s.to, end));
-            }
-            let frac = (t - start).as_secs_f64() / s.duration.as_secs_f64();
-            let v = s.from as f64 + (s.to as f64 - s.from as f64) * frac;
-            return Some((v.floor() as u64, (t + RAMP_TICK).min(end)));
-        }
-        start = end;
-    }
-    None
+    let at = Stage::at(stages, t)?;
+    let next = if at.ramping {
+        (t + RAMP_TICK).min(at.end)
+    } else {
+        at.end
+    };
+    Some((at.value.floor() as u64, next))
 }
 
 async fn closed(
@@ -190,23 +184,6 @@ async fn vu_loop(
     }
 }
 
-/// The whole-plan rate (per second) at `t`, and the stage end.
-fn rate_at(stages: &[RateStage], t: Duration) -> Option<(f64, Duration)> {
-    let mut start = Duration::ZERO;
-    for s in stages {
-        let end = start + s.duration;
-        if t < end {
-            if s.step || s.from == s.to {
-                return Some((s.to, end));
-            }
-            let frac = (t - start).as_secs_f64() / s.duration.as_secs_f64();
-            return Some((s.from + (s.to - s.from) * frac, end));
-        }
-        start = end;
-    }
-    None
-}
-
 async fn open(
     ctx: Arc<ScenarioCtx>,
     shard: Shard,
@@ -222,7 +199,12 @@ async fn open(
     let tracker = TaskTracker::new();
     // Intended start of the next iteration, as an offset from t0.
     let mut next = Duration::ZERO;
-    while let Some((total_rate, stage_end)) = rate_at(stages, next) {
+    while let Some(StageAt {
+        value: total_rate,
+        end: stage_end,
+        ..
+    }) = Stage::at(stages, next)
+    {
         let rate = shard.rate(total_rate);
         ctx.metrics.arrival_rate_target.set(rate);
         if rate <= 0.0 {

@@ -10,26 +10,102 @@ use super::body::BodySpec;
 use super::template::Template;
 use crate::config::raw::{DataMode, ExecutorKind};
 
-/// One stage of a closed-model (VU) schedule.
+/// One stage of a schedule: VUs (closed model) or iterations per second (open model).
 #[derive(Debug, Clone, PartialEq)]
-pub struct VuStage {
+pub struct Stage<T> {
     pub name: String,
     pub duration: Duration,
-    /// VUs at the stage start (the previous stage's target, or `start_vus`).
-    pub from: u64,
-    pub to: u64,
+    /// The value at the stage start (the previous stage's target, or the start value).
+    pub from: T,
+    pub to: T,
     /// Jump to `to` at the start instead of ramping linearly.
     pub step: bool,
 }
 
-/// One stage of an open-model (arrival-rate) schedule; rates are iterations per second.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateStage {
-    pub name: String,
-    pub duration: Duration,
-    pub from: f64,
-    pub to: f64,
-    pub step: bool,
+/// A closed-model stage: VUs.
+pub type VuStage = Stage<u64>;
+/// An open-model stage: iterations per second.
+pub type RateStage = Stage<f64>;
+
+/// A stage value that ramps linearly (VUs, rates).
+pub trait StageValue: Copy {
+    fn as_f64(self) -> f64;
+}
+
+impl StageValue for u64 {
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl StageValue for f64 {
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Where a schedule is at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageAt {
+    /// The target now: linear within a ramp, the stage's target in a step.
+    pub value: f64,
+    /// When the running stage ends (from the scenario start).
+    pub end: Duration,
+    /// True within a linear ramp, whose value changes continuously.
+    pub ramping: bool,
+}
+
+impl<T: StageValue> Stage<T> {
+    /// The state of `stages` at `t` from the scenario start; `None` once they are over.
+    pub fn at(stages: &[Self], t: Duration) -> Option<StageAt> {
+        let mut start = Duration::ZERO;
+        for s in stages {
+            let end = start + s.duration;
+            if t < end {
+                let (from, to) = (s.from.as_f64(), s.to.as_f64());
+                if s.step || from == to {
+                    return Some(StageAt {
+                        value: to,
+                        end,
+                        ramping: false,
+                    });
+                }
+                let frac = (t - start).as_secs_f64() / s.duration.as_secs_f64();
+                return Some(StageAt {
+                    value: from + (to - from) * frac,
+                    end,
+                    ramping: true,
+                });
+            }
+            start = end;
+        }
+        None
+    }
+}
+
+/// Stage infos with their start offsets.
+fn infos<T>(
+    stages: &[Stage<T>],
+    vus: impl Fn(&Stage<T>) -> u64,
+    rate: impl Fn(&Stage<T>) -> Option<f64>,
+) -> Vec<StageInfo> {
+    let mut at = Duration::ZERO;
+    stages
+        .iter()
+        .enumerate()
+        .map(|(index, s)| {
+            let info = StageInfo {
+                index,
+                name: s.name.clone(),
+                start: at,
+                duration: s.duration,
+                vus: vus(s),
+                rate: rate(s),
+            };
+            at += s.duration;
+            info
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,49 +144,22 @@ pub struct StageInfo {
 impl Schedule {
     /// The stages with their start offsets, relative to the scenario start.
     pub fn stages(&self) -> Vec<StageInfo> {
-        let mut at = Duration::ZERO;
-        let mut out = Vec::new();
         match self {
-            Schedule::Vus { stages, .. } => {
-                for (index, s) in stages.iter().enumerate() {
-                    out.push(StageInfo {
-                        index,
-                        name: s.name.clone(),
-                        start: at,
-                        duration: s.duration,
-                        vus: s.to,
-                        rate: None,
-                    });
-                    at += s.duration;
-                }
-            }
+            Schedule::Vus { stages, .. } => infos(stages, |s| s.to, |_| None),
             Schedule::Arrival {
                 stages, max_vus, ..
-            } => {
-                for (index, s) in stages.iter().enumerate() {
-                    out.push(StageInfo {
-                        index,
-                        name: s.name.clone(),
-                        start: at,
-                        duration: s.duration,
-                        vus: *max_vus,
-                        rate: Some(s.to),
-                    });
-                    at += s.duration;
-                }
-            }
+            } => infos(stages, |_| *max_vus, |s| Some(s.to)),
             Schedule::PerVuIterations {
                 vus, max_duration, ..
-            } => out.push(StageInfo {
+            } => vec![StageInfo {
                 index: 0,
                 name: "iterations".into(),
                 start: Duration::ZERO,
                 duration: *max_duration,
                 vus: *vus,
                 rate: None,
-            }),
+            }],
         }
-        out
     }
 
     /// Total planned length (the upper bound for per-vu-iterations).
