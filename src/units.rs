@@ -3,15 +3,15 @@
 //! size string.
 //!
 //! Parsing is [`ByteSize`]'s (SI `KB`/`MB`/`GB` are powers of 1000; `KiB`/`Ki`/`k` and friends
-//! powers of 1024, as `docker run --memory` reads them). It lives in the demo target, which
-//! needed it first; this module is the crate-wide entry point so the rest of the crate does not
-//! reach into the demo target.
+//! powers of 1024, as `docker run --memory` reads them), in [`size`].
 
 use std::fmt;
 
 use serde::{de, Deserializer, Serializer};
 
-pub use crate::demo_target::size::{ByteSize, SizeError};
+pub mod size;
+
+pub use size::{ByteSize, SizeError};
 
 const KIB: f64 = 1024.0;
 

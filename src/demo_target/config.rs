@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::size::ByteSize;
+use crate::units::ByteSize;
 
 /// Default CPU per AI request, in milliseconds of thread CPU time.
 pub const DEFAULT_CPU_MS: f64 = 20.0;

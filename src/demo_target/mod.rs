@@ -18,7 +18,6 @@ pub mod cost;
 pub mod handlers;
 pub mod multipart;
 pub mod server;
-pub mod size;
 pub mod state;
 
 use std::io::Write;
@@ -33,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
 pub use server::{serve, serve_state, spawn, DemoHandle};
-pub use size::ByteSize;
+pub use crate::units::ByteSize;
 pub use state::{DemoState, DemoStats, MultipartSeen};
 
 /// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
