@@ -1,5 +1,5 @@
-//! Byte sizes on the command line (`8MiB`, `512KB`, `1024m`, `0`): parsing, validation and
-//! display, so every size flag of demo-target is read the same way and errors name the reason.
+//! Byte sizes as written in configs and flags (`8MiB`, `512KB`, `1024m`, `0`): parsing,
+//! validation and display, so every size is read the same way and errors name the reason.
 
 use std::fmt;
 use std::str::FromStr;
