@@ -162,6 +162,31 @@ fn the_good_config_validates_and_prints_redacted() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("error_ratio = 0.25"));
 }
 
+#[test]
+fn every_example_validates() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let out = Command::new(BIN)
+                .args(["validate", "--config"])
+                .arg(&p)
+                .env("LOADSPEC_TOKEN", "example-token")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "only {n} examples");
+}
+
 /// A running `loadspec run` child whose stderr is collected in the background.
 struct Proc {
     child: Child,
