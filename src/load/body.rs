@@ -44,6 +44,16 @@ impl BodySpec {
         }
     }
 
+    /// The body's chunks when it is the same for every request (no variables), so a request
+    /// can send it without rendering anything.
+    pub fn static_chunks(&self) -> Option<&[Bytes]> {
+        match self {
+            BodySpec::Empty => Some(&[]),
+            BodySpec::Static { bytes, .. } => Some(std::slice::from_ref(bytes)),
+            BodySpec::Templated { .. } => None,
+        }
+    }
+
     /// The body for one request.
     pub fn render(&self, vars: &[Option<String>]) -> ReqBody {
         match self {
@@ -282,6 +292,11 @@ impl ReqBody {
 
     pub fn is_empty(&self) -> bool {
         self.remaining == 0
+    }
+
+    /// The chunks not yet sent, in order, for a vectored write.
+    pub fn as_slice(&mut self) -> &[Bytes] {
+        self.chunks.make_contiguous()
     }
 }
 

@@ -1,25 +1,143 @@
 //! One virtual user and one iteration: run the steps in order, fill `${vars}`, capture values
 //! from responses, and record every result. A failed request is data, never an error.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Request};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::client::{head_len, Conns, Response, Target};
+use super::client::{write_header, write_request_line, Conns, RawRequest, Response, Target, Want};
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
 use super::recorder::LatencyRecorder;
 use crate::config::raw::DataMode;
 use crate::metrics::{LoadMetrics, ScenarioMetrics, StepMetrics};
 
-/// A step with what can be computed once: its static target and headers, its metrics.
+/// A step with what can be computed once: its static target, its static header lines, its
+/// metrics, and, when nothing in it varies, its whole request head.
 struct PreparedStep {
     step: Step,
     static_target: Option<Target>,
-    static_headers: HeaderMap,
+    /// Serialized static headers, without `Host`, `Content-Length` and the names a templated
+    /// header sets (those are written per request).
+    static_lines: Vec<u8>,
+    /// A `Content-Length` the user set, sent when the client does not set its own.
+    user_length: Option<HeaderValue>,
+    /// The whole head, built once for a step with a static URL, headers and body.
+    fixed_head: Option<Vec<u8>>,
     metrics: StepMetrics,
     keep_body: bool,
+    want_headers: bool,
+}
+
+impl PreparedStep {
+    fn new(s: &Step, m: StepMetrics) -> Self {
+        let mut static_headers = HeaderMap::new();
+        static_headers.insert(USER_AGENT, HeaderValue::from_static("loadspec/0.1"));
+        for (k, t) in &s.headers {
+            if let Some(v) = t.as_static().and_then(|v| HeaderValue::from_str(v).ok()) {
+                static_headers.insert(k.clone(), v);
+            }
+        }
+        if let Some(ct) = s.body.content_type() {
+            static_headers.insert(CONTENT_TYPE, ct.clone());
+        }
+        let user_length = static_headers.get(CONTENT_LENGTH).cloned();
+        let mut static_lines = Vec::new();
+        for (k, v) in &static_headers {
+            let templated = s
+                .headers
+                .iter()
+                .any(|(n, t)| n == k && t.as_static().is_none());
+            if !templated && k != HOST && k != CONTENT_LENGTH {
+                write_header(&mut static_lines, k.as_str(), v.as_bytes());
+            }
+        }
+        let mut p = PreparedStep {
+            static_target: s.url.as_static().and_then(|u| Target::parse(u).ok()),
+            static_lines,
+            user_length,
+            fixed_head: None,
+            metrics: m,
+            keep_body: s
+                .captures
+                .iter()
+                .any(|c| !matches!(c.kind, CaptureKind::Header(_))),
+            want_headers: s
+                .captures
+                .iter()
+                .any(|c| matches!(c.kind, CaptureKind::Header(_))),
+            step: s.clone(),
+        };
+        let all_static = s.headers.iter().all(|(_, t)| t.as_static().is_some());
+        if let (Some(t), Some(body), true) = (&p.static_target, s.body.static_chunks(), all_static)
+        {
+            let len = body.iter().map(|b| b.len() as u64).sum();
+            let mut head = Vec::new();
+            if p.write_head(&mut head, t, len, &[]) {
+                p.fixed_head = Some(head);
+            }
+        }
+        p
+    }
+
+    /// The request head, with the same header precedence as a `HeaderMap` built in order:
+    /// defaults and static headers, then `Host`, then templated headers (a later one replaces
+    /// an earlier one of the same name), then the client's `Content-Length`. False when a
+    /// templated header rendered to an invalid value (the request must not go out).
+    fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        t: &Target,
+        body_len: u64,
+        vars: &[Option<String>],
+    ) -> bool {
+        let step = &self.step;
+        write_request_line(out, &step.method, t.path_str());
+        out.extend_from_slice(&self.static_lines);
+        let own_length =
+            body_len > 0 || step.method == http::Method::POST || step.method == http::Method::PUT;
+        let templated = |name: &HeaderName| {
+            step.headers
+                .iter()
+                .any(|(n, t)| n == name && t.as_static().is_none())
+        };
+        if !templated(&HOST) {
+            write_header(out, HOST.as_str(), t.host_header.as_bytes());
+        }
+        for (i, (k, t)) in step.headers.iter().enumerate() {
+            // Only the last template of a name counts, as with repeated inserts.
+            if t.as_static().is_some()
+                || (own_length && k == CONTENT_LENGTH)
+                || step.headers[i + 1..].iter().any(|(n, _)| n == k)
+            {
+                continue;
+            }
+            let v = t.render(vars);
+            if !valid_header_value(&v) {
+                return false;
+            }
+            write_header(out, k.as_str(), v.as_bytes());
+        }
+        if own_length {
+            // Formatted in place: no allocation per request.
+            let _ = write!(out, "content-length: {body_len}\r\n");
+        } else if let Some(v) = &self.user_length {
+            if !templated(&CONTENT_LENGTH) {
+                write_header(out, CONTENT_LENGTH.as_str(), v.as_bytes());
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        true
+    }
+}
+
+/// What `HeaderValue::from_str` accepts: visible bytes, spaces and tabs.
+fn valid_header_value(s: &str) -> bool {
+    s.bytes().all(|b| (b >= 32 && b != 127) || b == b'\t')
 }
 
 /// Everything the VUs of one scenario share, read-only except for atomics.
@@ -37,31 +155,7 @@ impl ScenarioCtx {
         let prep = |steps: &[Step]| {
             steps
                 .iter()
-                .map(|s| {
-                    let mut static_headers = HeaderMap::new();
-                    static_headers.insert(
-                        http::header::USER_AGENT,
-                        HeaderValue::from_static("loadspec/0.1"),
-                    );
-                    for (k, t) in &s.headers {
-                        if let Some(v) = t.as_static().and_then(|v| HeaderValue::from_str(v).ok()) {
-                            static_headers.insert(k.clone(), v);
-                        }
-                    }
-                    if let Some(ct) = s.body.content_type() {
-                        static_headers.insert(http::header::CONTENT_TYPE, ct.clone());
-                    }
-                    PreparedStep {
-                        static_target: s.url.as_static().and_then(|u| Target::parse(u).ok()),
-                        static_headers,
-                        metrics: m.step(&scenario.name, &s.name),
-                        keep_body: s
-                            .captures
-                            .iter()
-                            .any(|c| !matches!(c.kind, CaptureKind::Header(_))),
-                        step: s.clone(),
-                    }
-                })
+                .map(|s| PreparedStep::new(s, m.step(&scenario.name, &s.name)))
                 .collect()
         };
         Arc::new(Self {
@@ -154,10 +248,14 @@ impl ScenarioCtx {
     /// Send one step and record it; true when its check passed.
     async fn exec(&self, s: &PreparedStep, vu: &mut Vu, start: Instant) -> bool {
         let step = &s.step;
+        let parsed;
         let target = match &s.static_target {
-            Some(t) => t.clone(),
+            Some(t) => t,
             None => match Target::parse(&step.url.render(&vu.vars)) {
-                Ok(t) => t,
+                Ok(t) => {
+                    parsed = t;
+                    &parsed
+                }
                 Err(_) => {
                     // A variable produced an unusable URL: count it as a failed check.
                     s.metrics.check_fail.inc();
@@ -165,37 +263,39 @@ impl ScenarioCtx {
                 }
             },
         };
-        let body = step.body.render(&vu.vars);
-        let body_len = body.len();
-        let mut req = Request::new(body);
-        *req.method_mut() = step.method.clone();
-        *req.uri_mut() = target.path.clone();
-        let h = req.headers_mut();
-        *h = s.static_headers.clone();
-        h.insert(http::header::HOST, target.host_header.clone());
-        for (k, t) in &step.headers {
-            if t.as_static().is_none() {
-                match HeaderValue::from_str(&t.render(&vu.vars)) {
-                    Ok(v) => {
-                        h.insert(k.clone(), v);
-                    }
-                    Err(_) => {
-                        // A variable holds control characters. Sending without the header
-                        // would blame the target for a 401; count it here instead.
-                        s.metrics.check_fail.inc();
-                        return false;
-                    }
+        let mut rendered = None;
+        let body: &[Bytes] = match step.body.static_chunks() {
+            Some(b) => b,
+            None => rendered.insert(step.body.render(&vu.vars)).as_slice(),
+        };
+        let body_len: u64 = body.iter().map(|b| b.len() as u64).sum();
+        let mut scratch = vu.conns.take_head();
+        let head: &[u8] = match &s.fixed_head {
+            Some(h) => h,
+            None => {
+                if !s.write_head(&mut scratch, target, body_len, &vu.vars) {
+                    // A variable holds control characters. Sending without the header
+                    // would blame the target for a 401; count it here instead.
+                    vu.conns.put_head(scratch);
+                    s.metrics.check_fail.inc();
+                    return false;
                 }
+                &scratch
             }
-        }
-        if body_len > 0 || step.method == http::Method::POST || step.method == http::Method::PUT {
-            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body_len));
-        }
-        let sent = body_len
-            + head_len(h)
-            + (step.method.as_str().len() + target.path.to_string().len() + 11) as u64;
-        self.metrics.data_sent.inc_by(sent);
-        let result = vu.conns.send(&target, req, s.keep_body, step.timeout).await;
+        };
+        self.metrics.data_sent.inc_by(head.len() as u64 + body_len);
+        let req = RawRequest {
+            authority: &target.authority,
+            head,
+            body,
+            head_only: step.method == http::Method::HEAD,
+        };
+        let want = Want {
+            body: s.keep_body,
+            headers: s.want_headers,
+        };
+        let result = vu.conns.send_raw(req, want, step.timeout).await;
+        vu.conns.put_head(scratch);
         let elapsed = start.elapsed();
         match result {
             Ok(resp) => {
