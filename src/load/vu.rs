@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::client::{write_header, write_request_line, Conns, RawRequest, Response, Target, Want};
+use super::client::{
+    write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
+};
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
 use super::recorder::LatencyRecorder;
 use crate::config::raw::DataMode;
@@ -28,6 +30,8 @@ struct PreparedStep {
     user_length: Option<HeaderValue>,
     /// The whole head, built once for a step with a static URL, headers and body.
     fixed_head: Option<Vec<u8>>,
+    /// A large static body in a memfd, sent without copying it.
+    file_body: Option<FileBody>,
     metrics: StepMetrics,
     keep_body: bool,
     want_headers: bool,
@@ -61,6 +65,11 @@ impl PreparedStep {
             static_lines,
             user_length,
             fixed_head: None,
+            file_body: s
+                .body
+                .static_chunks()
+                .filter(|c| c.iter().map(Bytes::len).sum::<usize>() >= FileBody::MIN_LEN)
+                .and_then(FileBody::new),
             metrics: m,
             keep_body: s
                 .captures
@@ -288,6 +297,7 @@ impl ScenarioCtx {
             authority: &target.authority,
             head,
             body,
+            file: s.file_body.as_ref(),
             head_only: step.method == http::Method::HEAD,
         };
         let want = Want {
