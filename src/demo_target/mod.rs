@@ -30,9 +30,9 @@ use signal_hook_tokio::Signals;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::units::ByteSize;
 pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
 pub use server::{serve, serve_state, spawn, DemoHandle};
-pub use crate::units::ByteSize;
 pub use state::{DemoState, DemoStats, MultipartSeen};
 
 /// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
