@@ -43,6 +43,17 @@ fn demo_args() -> Vec<String> {
     ]
 }
 
+/// A demo-target container with the test costs and these limits, answering on loopback.
+async fn demo_container(tag: &str, limits: &[&str]) -> (Container, std::net::SocketAddr) {
+    ensure_image();
+    let args = demo_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let c = Container::demo(tag, limits, &args);
+    let addr = c.addr();
+    wait_healthy(addr, Duration::from_secs(20)).await;
+    (c, addr)
+}
+
 fn config(addr: std::net::SocketAddr, container: &str, experiment: &str) -> String {
     format!(
         r#"
@@ -112,12 +123,7 @@ async fn a_docker_sweep_recovers_the_configured_costs_and_the_knee() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    ensure_image();
-    let args = demo_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let c = Container::demo("sweep", &["--cpus=1", "--memory=1g"], &args);
-    let addr = c.addr();
-    wait_healthy(addr, Duration::from_secs(20)).await;
+    let (c, addr) = demo_container("sweep", &["--cpus=1", "--memory=1g"]).await;
     let exp = r#"
 [experiment]
 mode = "sweep"
@@ -210,12 +216,7 @@ async fn search_returns_the_smallest_passing_cpus_and_restores_the_limits() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    ensure_image();
-    let args = demo_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let c = Container::demo("search", &["--cpus=1.5", "--memory=768m"], &args);
-    let addr = c.addr();
-    wait_healthy(addr, Duration::from_secs(20)).await;
+    let (c, addr) = demo_container("search", &["--cpus=1.5", "--memory=768m"]).await;
     let search = |cands: &str| {
         format!(
             r#"
