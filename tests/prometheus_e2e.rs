@@ -250,7 +250,9 @@ fn every_recording_rule_and_dashboard_query_has_finite_data_from_a_real_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
 
     // The stack under test, and a port that refuses connections.
-    let (_demo, demo_addr) = start_demo_target(&["--cpu-ms", "2"]);
+    // One CPU-burning thread at 20 ms a request caps the AI endpoint at 50 requests/s, so
+    // the plan saturates it and the analysis finds a knee (the knee gauge needs one).
+    let (_demo, demo_addr) = start_demo_target(&["--cpu-ms", "20", "--blocking-threads", "1"]);
     let closed_port = free_port();
 
     let metrics_port = free_port();
