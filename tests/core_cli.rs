@@ -220,10 +220,16 @@ fn spawn_run(cfg: &Path, envs: &[(&str, &str)]) -> Proc {
             }
         });
     }
+    // Owned by the guard from here on, so a failed start below still kills the child.
+    let mut p = Proc {
+        child,
+        metrics: ([0, 0, 0, 0], 0).into(),
+        log,
+    };
     // The server address is in the log ("serving ... addr=...").
     let t = Instant::now();
-    let metrics = loop {
-        let text = log.lock().unwrap().clone();
+    p.metrics = loop {
+        let text = p.log();
         if let Some(i) = text.find("addr=") {
             let rest = &text[i + 5..];
             let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
@@ -238,11 +244,7 @@ fn spawn_run(cfg: &Path, envs: &[(&str, &str)]) -> Proc {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    Proc {
-        child,
-        metrics,
-        log,
-    }
+    p
 }
 
 impl Proc {
