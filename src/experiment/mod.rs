@@ -31,8 +31,6 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Sweep: the most VUs that stayed within the SLA.
     pub max_vus_within_sla: Option<u64>,
-    /// Search: each trial's cpus and stage.
-    pub trials: Vec<(f64, StageSummary)>,
     /// Search: the cheapest passing (cpus, memory).
     pub search_result: Option<(f64, Option<u64>)>,
     pub restored: Vec<RestoredLimits>,

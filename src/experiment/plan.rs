@@ -75,7 +75,6 @@ pub async fn run_plan(
         let t0 = start + sc.start;
         let done = CancellationToken::new();
         let (c, s, d) = (ctx.clone(), stop.clone(), done.clone());
-        let ctx = ctx.clone();
         let shard = rt.shard;
         tracker.spawn(async move {
             executor::run(c, shard, s, t0).await;

@@ -81,7 +81,6 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
                 lo = mid + 1;
             }
         }
-        out.trials.push((cpus, st.clone()));
         out.stages.push(st);
     }
     out.interrupted = stop.drain.is_cancelled();

@@ -3,14 +3,10 @@
 //! image). A body with `${var}`s keeps its constant pieces, the file parts included, as shared
 //! `Bytes` and renders only the variable text per request.
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderValue;
-use hyper::body::{Body, Frame, SizeHint};
 
 use super::template::{Escape, Template};
 use crate::config::raw::BodyConfig;
@@ -54,20 +50,19 @@ impl BodySpec {
         }
     }
 
-    /// The body for one request.
-    pub fn render(&self, vars: &[Option<String>]) -> ReqBody {
+    /// The body for one request, as chunks for one vectored write (constant pieces, the file
+    /// parts included, are shared `Bytes`).
+    pub fn render(&self, vars: &[Option<String>]) -> Vec<Bytes> {
         match self {
-            BodySpec::Empty => ReqBody::empty(),
-            BodySpec::Static { bytes, .. } => ReqBody::from_chunks(VecDeque::from([bytes.clone()])),
-            BodySpec::Templated { chunks, .. } => ReqBody::from_chunks(
-                chunks
-                    .iter()
-                    .map(|c| match c {
-                        Chunk::Bytes(b) => b.clone(),
-                        Chunk::Text(t) => Bytes::from(t.render(vars)),
-                    })
-                    .collect(),
-            ),
+            BodySpec::Empty => Vec::new(),
+            BodySpec::Static { bytes, .. } => vec![bytes.clone()],
+            BodySpec::Templated { chunks, .. } => chunks
+                .iter()
+                .map(|c| match c {
+                    Chunk::Bytes(b) => b.clone(),
+                    Chunk::Text(t) => Bytes::from(t.render(vars)),
+                })
+                .collect(),
         }
     }
 
@@ -266,62 +261,4 @@ pub fn build(
 
 fn valid_part_name(s: &str) -> bool {
     !s.is_empty() && !s.contains(['"', '\r', '\n'])
-}
-
-/// The request body type of the client: a few shared `Bytes` chunks with an exact length, so
-/// hyper sends `Content-Length` rather than chunked encoding.
-#[derive(Debug, Default)]
-pub struct ReqBody {
-    chunks: VecDeque<Bytes>,
-    remaining: u64,
-}
-
-impl ReqBody {
-    pub fn empty() -> Self {
-        Self::default()
-    }
-
-    pub fn from_chunks(chunks: VecDeque<Bytes>) -> Self {
-        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self { chunks, remaining }
-    }
-
-    pub fn len(&self) -> u64 {
-        self.remaining
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.remaining == 0
-    }
-
-    /// The chunks not yet sent, in order, for a vectored write.
-    pub fn as_slice(&mut self) -> &[Bytes] {
-        self.chunks.make_contiguous()
-    }
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.chunks.pop_front() {
-            Some(b) => {
-                self.remaining -= b.len() as u64;
-                Poll::Ready(Some(Ok(Frame::data(b))))
-            }
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
 }

@@ -14,12 +14,10 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::body::ReqBody;
 use crate::metrics::FailureReason;
 
 /// Largest response head accepted; a bigger one is a malformed response.
@@ -198,33 +196,32 @@ impl Conns {
         })
     }
 
-    /// Send one request and read the whole response, within `timeout`.
+    /// Send an `http::Request` (tests build requests this way; the VUs use
+    /// [`Conns::send_raw`] with heads they prepared).
+    #[cfg(test)]
     pub async fn send(
         &mut self,
         target: &Target,
-        req: Request<ReqBody>,
+        req: http::Request<Vec<Bytes>>,
         keep_body: bool,
         timeout: Duration,
     ) -> Result<Response, FailureReason> {
-        let (parts, mut body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        let body_len: usize = body.iter().map(Bytes::len).sum();
         let mut head = std::mem::take(&mut self.head);
         head.clear();
         write_request_line(&mut head, &parts.method, target.path_str());
         for (k, v) in &parts.headers {
             write_header(&mut head, k.as_str(), v.as_bytes());
         }
-        if !parts.headers.contains_key(CONTENT_LENGTH) && !body.is_empty() {
-            write_header(
-                &mut head,
-                "content-length",
-                body.len().to_string().as_bytes(),
-            );
+        if !parts.headers.contains_key(http::header::CONTENT_LENGTH) && body_len > 0 {
+            write_header(&mut head, "content-length", body_len.to_string().as_bytes());
         }
         head.extend_from_slice(b"\r\n");
         let raw = RawRequest {
             authority: &target.authority,
             head: &head,
-            body: body.as_slice(),
+            body: &body,
             file: None,
             head_only: parts.method == Method::HEAD,
         };
@@ -654,6 +651,7 @@ pub fn head_len(h: &HeaderMap) -> u64 {
 mod tests {
     use super::*;
     use http::header::HOST;
+    use http::Request;
     use tokio::net::TcpListener;
 
     #[test]
@@ -716,9 +714,9 @@ mod tests {
         (addr, h)
     }
 
-    fn get(addr: &str, path: &str) -> (Target, Request<ReqBody>) {
+    fn get(addr: &str, path: &str) -> (Target, Request<Vec<Bytes>>) {
         let t = Target::parse(&format!("http://{addr}{path}")).unwrap();
-        let mut r = Request::new(ReqBody::empty());
+        let mut r = Request::new(Vec::new());
         r.headers_mut().insert(HOST, t.host_header.clone());
         (t, r)
     }
@@ -751,7 +749,7 @@ mod tests {
         );
         let (t, mut r) = get(&addr, "/d");
         *r.method_mut() = Method::POST;
-        *r.body_mut() = ReqBody::from_chunks([Bytes::from_static(b"xy")].into());
+        *r.body_mut() = vec![Bytes::from_static(b"xy")];
         let e = c.send(&t, r, true, T).await.ok().unwrap();
         assert_eq!((e.status, e.body.as_deref()), (500, Some(&b"bye"[..])));
         assert!(c.conns.is_empty(), "the server closed it");

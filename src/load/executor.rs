@@ -298,14 +298,8 @@ async fn per_vu(
         });
     }
     tracker.close();
-    tokio::select! {
-        _ = tracker.wait() => {}
-        _ = sleep(max_duration) => {
-            stop.abort.cancel();
-            tracker.wait().await;
-        }
-        _ = stop.abort.cancelled() => tracker.wait().await,
-    }
+    // max_duration caps the whole scenario, like a grace period that starts now.
+    finish(&tracker, &stop, max_duration).await;
 }
 
 #[cfg(test)]

@@ -275,7 +275,7 @@ impl ScenarioCtx {
         let mut rendered = None;
         let body: &[Bytes] = match step.body.static_chunks() {
             Some(b) => b,
-            None => rendered.insert(step.body.render(&vu.vars)).as_slice(),
+            None => rendered.insert(step.body.render(&vu.vars)),
         };
         let body_len: u64 = body.iter().map(|b| b.len() as u64).sum();
         let mut scratch = vu.conns.take_head();
