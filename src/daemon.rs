@@ -31,8 +31,6 @@ pub struct DaemonOptions {
     pub config_path: Option<PathBuf>,
     /// A listener bound by the caller (tests, the demo); else `server.listen` is bound.
     pub listener: Option<TcpListener>,
-    /// Sample these process trees instead of `[containers]` (the demo's child).
-    pub process_pids: Vec<u32>,
     /// Print the end-of-run summary to stdout.
     pub print_summary: bool,
 }
@@ -89,13 +87,7 @@ pub async fn run(
     let background = CancellationToken::new();
     let _guard = background.clone().drop_guard();
     // Only the first shard measures containers, so replicas do not count them N times.
-    let containers: SnapshotRx = if !opts.process_pids.is_empty() {
-        crate::containers::spawn_process_sampler(
-            &settings.raw.containers,
-            &opts.process_pids,
-            background.clone(),
-        )
-    } else if opts.shard.is_first() {
+    let containers: SnapshotRx = if opts.shard.is_first() {
         crate::containers::spawn_sampler(&settings.raw.containers, background.clone())
     } else {
         tokio::sync::watch::channel(Arc::new(crate::containers::Snapshot::default())).1

@@ -119,6 +119,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut raw = crate::config::parse_raw(DEMO_TOML, "embedded demo config")?;
     raw.target.base_url = Some(format!("http://{addr}"));
     raw.containers.source = SourceKind::Process;
+    raw.containers.pids = vec![pid];
     raw.containers.process_name = Some("demo-target".into());
     raw.reports.dir = a.reports.clone();
     raw.experiment.sweep.vus = a.vus.clone();
@@ -142,7 +143,6 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         settings,
         crate::daemon::DaemonOptions {
             listener: Some(listener),
-            process_pids: vec![pid],
             print_summary: true,
             ..Default::default()
         },
