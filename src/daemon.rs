@@ -97,10 +97,6 @@ pub async fn run(
     ))?;
     let model_metrics = crate::metrics::model::ModelMetrics::new(&metrics.registry)?;
     let live: Arc<Mutex<Vec<StageSummary>>> = Arc::default();
-    let analyzer = {
-        let s = settings.clone();
-        move |stages: &[StageSummary]| analysis_for(&s, stages, "")
-    };
     let state = Arc::new(AppState {
         registry: metrics.registry.clone(),
         ready: false.into(),
@@ -108,7 +104,6 @@ pub async fn run(
         runs: 0.into(),
         live: live.clone(),
         report: RwLock::new(ReportView::default()),
-        analyze: Box::new(analyzer),
     });
     let listener = match opts.listener {
         Some(l) => l,
@@ -144,10 +139,15 @@ pub async fn run(
                 });
             }
         }
+        let analyzer = {
+            let s = settings.clone();
+            move |stages: &[StageSummary]| analysis_for(&s, stages, "")
+        };
         *state.report.write().unwrap_or_else(|e| e.into_inner()) = ReportView {
             run: run.clone(),
             analysis: None,
             stages: Vec::new(),
+            analyze: Some(Box::new(analyzer)),
         };
         let rt = Runtime {
             metrics: metrics.clone(),
@@ -221,6 +221,7 @@ pub async fn run(
             run,
             analysis: Some(analysis.clone()),
             stages: outcome.stages.clone(),
+            analyze: None,
         };
         finished.last = Some((outcome, analysis));
         state.runs.fetch_add(1, Ordering::Relaxed);

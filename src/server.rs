@@ -29,6 +29,9 @@ pub struct ReportView {
     /// Set once the experiment has ended; until then /report is built from live stages.
     pub analysis: Option<CapacityAnalysis>,
     pub stages: Vec<StageSummary>,
+    /// Builds the interim analysis from live stages with this run's SLA, prices and analysis
+    /// settings (a reload can change them between runs).
+    pub analyze: Option<Analyzer>,
 }
 
 /// Shared between the server and the daemon.
@@ -41,8 +44,6 @@ pub struct AppState {
     pub runs: std::sync::atomic::AtomicU64,
     pub live: Arc<Mutex<Vec<StageSummary>>>,
     pub report: RwLock<ReportView>,
-    /// Builds an interim analysis from live stages (the daemon knows the SLA and prices).
-    pub analyze: Analyzer,
 }
 
 /// Turns live stage summaries into an interim analysis.
@@ -66,7 +67,15 @@ impl AppState {
             Some(a) => (view.run.clone(), view.stages.clone(), a.clone(), true),
             None => {
                 let stages = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let a = (self.analyze)(&stages);
+                let a = match &view.analyze {
+                    Some(f) => f(&stages),
+                    None => crate::analysis::analyze(
+                        &stages,
+                        &Default::default(),
+                        &Default::default(),
+                        &Default::default(),
+                    ),
+                };
                 (view.run.clone(), stages, a, false)
             }
         }
