@@ -308,16 +308,8 @@ name = "{name}"
 executor = "ramping-vus"
 step = true
 stages = [{{ duration = "1s", target = 2, name = "T1" }}, {{ duration = "1s", target = 3, name = "T2" }}]
-[[scenarios.requests]]
-name = "ai-images"
-method = "POST"
-path = "/api/v1/ai-images"
-expect = [200]
-[scenarios.requests.body]
-type = "multipart"
-fields = [{{ name = "prompt", value = "미니멀하고 화이톤의 셋업" }}]
-files = [{{ name = "beforeImagePath", path = "test.png", content_type = "image/png" }}]
-"#
+{}"#,
+        s3_request(None)
     )
 }
 

@@ -11,23 +11,6 @@ use support_core::*;
 
 const PROMPT: &str = "미니멀하고 화이톤의 셋업";
 
-fn s3_request(token: &str) -> String {
-    format!(
-        r#"
-bearer_token = "{token}"
-[[scenarios.requests]]
-name = "ai-images"
-method = "POST"
-path = "/api/v1/ai-images"
-expect = [200]
-[scenarios.requests.body]
-type = "multipart"
-fields = [{{ name = "prompt", value = "{PROMPT}" }}]
-files = [{{ name = "beforeImagePath", path = "test.png", filename = "test.png", content_type = "image/png" }}]
-"#
-    )
-}
-
 fn header(base: &str, extra: &str) -> String {
     format!(
         r#"
@@ -50,12 +33,7 @@ async fn the_seed_request_reaches_a_real_multipart_parser_intact() {
     let cfg = format!(
         "{}[[scenarios]]\nname = \"s3\"\nexecutor = \"per-vu-iterations\"\nvus = 2\niterations = 5\n{}",
         header(&addr.to_string(), ""),
-        s3_request("tok-abc").replacen("bearer_token", "#", 1)
-    );
-    // The bearer token is per request here (requests[0].bearer_token).
-    let cfg = cfg.replace(
-        "[scenarios.requests.body]",
-        "bearer_token = \"tok-abc\"\n[scenarios.requests.body]",
+        s3_request(Some("tok-abc"))
     );
     let d = start(&cfg).await;
     d.wait_runs(1, Duration::from_secs(30)).await;

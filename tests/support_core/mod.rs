@@ -13,6 +13,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
+/// The seed's S3 request as a `[[scenarios.requests]]` table: multipart with the UTF-8 prompt
+/// and `test.png`, optionally with its own bearer token.
+pub fn s3_request(bearer: Option<&str>) -> String {
+    let bearer = bearer
+        .map(|t| format!("bearer_token = \"{t}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[[scenarios.requests]]
+name = "ai-images"
+method = "POST"
+path = "/api/v1/ai-images"
+expect = [200]
+{bearer}[scenarios.requests.body]
+type = "multipart"
+fields = [{{ name = "prompt", value = "미니멀하고 화이톤의 셋업" }}]
+files = [{{ name = "beforeImagePath", path = "test.png", filename = "test.png", content_type = "image/png" }}]
+"#
+    )
+}
+
 /// Start demo-target in-process.
 pub async fn target(cfg: DemoTargetConfig) -> (SocketAddr, DemoHandle) {
     loadspec::demo_target::spawn(cfg)
