@@ -103,8 +103,10 @@ pub struct ProcessSource {
 }
 
 impl ProcessSource {
-    /// `name` overrides the exported name (for a single root; with several roots the PID is
-    /// appended). `cpu_limit` defaults to the online CPUs.
+    /// `name` overrides the exported name (default: the root's `comm`). With several roots the
+    /// PID is appended to either, so that roots with the same command (say, a hundred `sleep`s
+    /// or workers) stay separate series instead of colliding on one label set.
+    /// `cpu_limit` defaults to the online CPUs.
     pub fn new(
         roots: Vec<u32>,
         name: Option<String>,
@@ -139,6 +141,7 @@ impl ProcessSource {
             let base = match (&self.name, members.first()) {
                 (Some(n), _) if several => format!("{n}-{root}"),
                 (Some(n), _) => n.clone(),
+                (None, Some(r)) if several => format!("{}-{root}", r.comm),
                 (None, Some(r)) => r.comm.clone(),
                 (None, None) => format!("pid:{root}"),
             };
@@ -233,5 +236,27 @@ mod tests {
         assert_eq!(s[0].name, "self");
         assert!(s[0].memory_usage_bytes > 1 << 20, "{:?}", s[0]);
         assert_eq!(s[0].memory_limit_bytes, host::mem_total_bytes());
+    }
+
+    #[tokio::test]
+    async fn several_roots_with_one_command_stay_apart() {
+        let mut kids: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .expect("spawn sleep")
+            })
+            .collect();
+        let pids: Vec<u32> = kids.iter().map(|k| k.id()).collect();
+        let mut src = ProcessSource::new(pids.clone(), None, Default::default(), None);
+        let s = src.round().await.expect("reads /proc");
+        for k in &mut kids {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+        let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [format!("sleep-{}", pids[0]), format!("sleep-{}", pids[1])]);
+        assert!(s.iter().all(|c| c.up && c.group == c.name), "{s:?}");
     }
 }
