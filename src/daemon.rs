@@ -92,13 +92,17 @@ pub async fn run(
     } else {
         tokio::sync::watch::channel(Arc::new(crate::containers::Snapshot::default())).1
     };
-    metrics.registry.register(Box::new(
-        crate::metrics::containers::ContainerCollector::new(containers.clone()),
-    ))?;
     let model_metrics = crate::metrics::model::ModelMetrics::new(&metrics.registry)?;
     let live: Arc<Mutex<Vec<StageSummary>>> = Arc::default();
     let state = Arc::new(AppState {
         registry: metrics.registry.clone(),
+        exposers: vec![
+            metrics.clone(),
+            Arc::new(crate::metrics::containers::ContainerExporter::new(
+                containers.clone(),
+            )),
+        ],
+        last_metrics_len: 0.into(),
         ready: false.into(),
         running: false.into(),
         runs: 0.into(),

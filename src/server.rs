@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{CapacityAnalysis, StageSummary};
+use crate::metrics::text::{Expose, CONTENT_TYPE};
 use crate::report::RunInfo;
 
 /// The finished (or in-progress) experiment, as /report shows it.
@@ -36,7 +37,12 @@ pub struct ReportView {
 
 /// Shared between the server and the daemon.
 pub struct AppState {
+    /// The process collector and the model gauges.
     pub registry: Registry,
+    /// Families written straight to the text format (load, SLA, containers).
+    pub exposers: Vec<Arc<dyn Expose>>,
+    /// Size of the last `/metrics` body, to allocate the next one at once.
+    pub last_metrics_len: std::sync::atomic::AtomicUsize,
     pub ready: AtomicBool,
     /// True while an experiment runs; false while idle.
     pub running: AtomicBool,
@@ -81,26 +87,31 @@ impl AppState {
         }
     }
 
+    /// The `/metrics` body: the direct families, then the registry's.
+    fn metrics_text(&self) -> prometheus::Result<Vec<u8>> {
+        let want = self.last_metrics_len.load(Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(want + want / 8 + 4096);
+        for e in &self.exposers {
+            e.expose(&mut buf);
+        }
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        self.last_metrics_len.store(buf.len(), Ordering::Relaxed);
+        Ok(buf)
+    }
+
     fn route(&self, req: &Request<Incoming>) -> Resp {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
         }
         match req.uri().path() {
-            "/metrics" => {
-                let mut buf = Vec::with_capacity(16 * 1024);
-                match TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-                    Ok(()) => text(
-                        StatusCode::OK,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        buf,
-                    ),
-                    Err(e) => text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "text/plain",
-                        e.to_string(),
-                    ),
-                }
-            }
+            "/metrics" => match self.metrics_text() {
+                Ok(buf) => text(StatusCode::OK, CONTENT_TYPE, buf),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string(),
+                ),
+            },
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
             "/readyz" => {
                 if self.ready.load(Ordering::Relaxed) {

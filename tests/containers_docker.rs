@@ -11,8 +11,8 @@ use std::time::Duration;
 use loadspec::containers::{
     spawn_sampler, ContainersConfig, LimitsControl, Snapshot, SnapshotRx, SourceKind,
 };
-use loadspec::metrics::containers::ContainerCollector;
-use prometheus::{Encoder, Registry, TextEncoder};
+use loadspec::metrics::containers::ContainerExporter;
+use loadspec::metrics::text::Expose;
 use support_containers::*;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -47,10 +47,8 @@ impl Drop for Sampler {
 }
 
 fn exposition(rx: SnapshotRx) -> String {
-    let reg = Registry::new();
-    reg.register(Box::new(ContainerCollector::new(rx))).unwrap();
     let mut buf = Vec::new();
-    TextEncoder::new().encode(&reg.gather(), &mut buf).unwrap();
+    ContainerExporter::new(rx).expose(&mut buf);
     String::from_utf8(buf).unwrap()
 }
 

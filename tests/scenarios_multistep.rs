@@ -22,7 +22,6 @@ use loadspec::load::executor::{self, Stop};
 use loadspec::load::plan::Shard;
 use loadspec::load::vu::ScenarioCtx;
 use loadspec::metrics::LoadMetrics;
-use prometheus::Encoder;
 
 const USERS_CSV: &str =
     "username,password\nalice,alice-pw\nbob,bob-pw\ncarol,carol-pw\ndave,dave-pw\n";
@@ -86,11 +85,7 @@ async fn run_plan(toml: &str, dir: &Path) -> Metrics {
             .await
             .expect("the run ends within its bound");
     }
-    let mut buf = Vec::new();
-    prometheus::TextEncoder::new()
-        .encode(&metrics.registry.gather(), &mut buf)
-        .expect("metrics encode");
-    Metrics(String::from_utf8(buf).expect("UTF-8 exposition"))
+    Metrics(metrics.encode_text())
 }
 
 /// Prometheus exposition text with a lookup by name and labels.

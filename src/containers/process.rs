@@ -256,7 +256,10 @@ mod tests {
             let _ = k.wait();
         }
         let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, [format!("sleep-{}", pids[0]), format!("sleep-{}", pids[1])]);
+        assert_eq!(
+            names,
+            [format!("sleep-{}", pids[0]), format!("sleep-{}", pids[1])]
+        );
         assert!(s.iter().all(|c| c.up && c.group == c.name), "{s:?}");
     }
 }

@@ -1,178 +1,147 @@
-//! The container collector: a `prometheus::core::Collector` that builds every container series
-//! afresh from the sampler's latest [`Snapshot`] at each scrape (the pattern of rust-prometheus'
-//! `process_collector.rs`), so a container that went away simply stops being exported and a
-//! scrape never triggers a Docker call of its own.
+//! The container exporter: writes every container series afresh from the sampler's latest
+//! [`Snapshot`] at each scrape, so a container that went away simply stops being exported and
+//! a scrape never triggers a Docker call of its own. It writes the text format directly
+//! ([`super::text`]): label sets are rendered once per container and shared by its families.
 
-use prometheus::core::{Collector, Desc, Describer};
-use prometheus::proto::MetricFamily;
-use prometheus::{CounterVec, Gauge, GaugeVec, Opts};
-
+use super::text::{self, Expose, Value};
 use crate::containers::{ContainerSample, Snapshot, SnapshotRx};
 
 const LABELS: [&str; 2] = ["container", "group"];
 
-/// How a per-container family is exported.
+/// Where a family's value comes from.
 #[derive(Clone, Copy)]
-enum Kind {
-    Gauge,
-    Counter,
+enum Source {
+    /// One series per container.
+    Container(fn(&ContainerSample) -> f64),
+    /// One series for the whole source.
+    Snapshot(fn(&Snapshot) -> f64),
 }
 
-/// One per-container family: name, help, kind, and how to read its value from a sample.
+/// One exported family: name, help, `# TYPE`, and how to read its value.
 struct Family {
     name: &'static str,
     help: &'static str,
-    kind: Kind,
-    value: fn(&ContainerSample) -> f64,
+    kind: &'static str,
+    value: Source,
 }
 
-const FAMILIES: [Family; 10] = [
-    Family {
-        name: "loadspec_container_up",
-        help: "1 if the container is running and its last stats read succeeded.",
-        kind: Kind::Gauge,
-        value: |s| if s.up { 1.0 } else { 0.0 },
-    },
-    Family {
-        name: "loadspec_container_cpu_usage_seconds_total",
-        help: "Cumulative CPU time consumed by the container.",
-        kind: Kind::Counter,
-        value: |s| s.cpu_usage_seconds_total,
-    },
+/// Every family, in name order (the order the exposition is written in).
+const FAMILIES: [Family; 12] = [
     Family {
         name: "loadspec_container_cpu_limit_cores",
         help: "CPU cores the container may use (NanoCpus, else quota/period, else online CPUs).",
-        kind: Kind::Gauge,
-        value: |s| s.cpu_limit_cores,
-    },
-    Family {
-        name: "loadspec_container_memory_usage_bytes",
-        help: "Memory in use as docker stats shows it: usage minus inactive file cache.",
-        kind: Kind::Gauge,
-        value: |s| s.memory_usage_bytes as f64,
-    },
-    Family {
-        name: "loadspec_container_memory_limit_bytes",
-        help: "Memory limit of the container (the host's memory when unlimited).",
-        kind: Kind::Gauge,
-        value: |s| s.memory_limit_bytes as f64,
+        kind: "gauge",
+        value: Source::Container(|s| s.cpu_limit_cores),
     },
     Family {
         name: "loadspec_container_cpu_throttled_seconds_total",
         help: "Cumulative time the container was throttled by its CPU quota.",
-        kind: Kind::Counter,
-        value: |s| s.cpu_throttled_seconds_total,
+        kind: "counter",
+        value: Source::Container(|s| s.cpu_throttled_seconds_total),
+    },
+    Family {
+        name: "loadspec_container_cpu_usage_seconds_total",
+        help: "Cumulative CPU time consumed by the container.",
+        kind: "counter",
+        value: Source::Container(|s| s.cpu_usage_seconds_total),
+    },
+    Family {
+        name: "loadspec_container_memory_limit_bytes",
+        help: "Memory limit of the container (the host's memory when unlimited).",
+        kind: "gauge",
+        value: Source::Container(|s| s.memory_limit_bytes as f64),
+    },
+    Family {
+        name: "loadspec_container_memory_usage_bytes",
+        help: "Memory in use as docker stats shows it: usage minus inactive file cache.",
+        kind: "gauge",
+        value: Source::Container(|s| s.memory_usage_bytes as f64),
     },
     Family {
         name: "loadspec_container_network_receive_bytes_total",
         help: "Bytes received, summed over the container's interfaces.",
-        kind: Kind::Counter,
-        value: |s| s.network_receive_bytes_total as f64,
+        kind: "counter",
+        value: Source::Container(|s| s.network_receive_bytes_total as f64),
     },
     Family {
         name: "loadspec_container_network_transmit_bytes_total",
         help: "Bytes transmitted, summed over the container's interfaces.",
-        kind: Kind::Counter,
-        value: |s| s.network_transmit_bytes_total as f64,
-    },
-    Family {
-        name: "loadspec_container_restarts_total",
-        help: "Restarts of the container (restart policy and manual restarts seen by loadspec).",
-        kind: Kind::Counter,
-        value: |s| s.restarts_total as f64,
+        kind: "counter",
+        value: Source::Container(|s| s.network_transmit_bytes_total as f64),
     },
     Family {
         name: "loadspec_container_oom_kills_total",
         help: "OOM kills in the container (Docker oom events, or OOM-killed exits).",
-        kind: Kind::Counter,
-        value: |s| s.oom_kills_total as f64,
+        kind: "counter",
+        value: Source::Container(|s| s.oom_kills_total as f64),
+    },
+    Family {
+        name: "loadspec_container_restarts_total",
+        help: "Restarts of the container (restart policy and manual restarts seen by loadspec).",
+        kind: "counter",
+        value: Source::Container(|s| s.restarts_total as f64),
+    },
+    Family {
+        name: "loadspec_container_scrape_duration_seconds",
+        help: "Wall time of the last container sampling round.",
+        kind: "gauge",
+        value: Source::Snapshot(|s| s.scrape_duration_seconds),
+    },
+    Family {
+        name: "loadspec_container_up",
+        help: "1 if the container is running and its last stats read succeeded.",
+        kind: "gauge",
+        value: Source::Container(|s| if s.up { 1.0 } else { 0.0 }),
+    },
+    Family {
+        name: "loadspec_docker_up",
+        help: "1 if the container source (the Docker engine, or /proc) answered the last sampling round.",
+        kind: "gauge",
+        value: Source::Snapshot(|s| if s.source_up { 1.0 } else { 0.0 }),
     },
 ];
 
-const DOCKER_UP: (&str, &str) = (
-    "loadspec_docker_up",
-    "1 if the container source (the Docker engine, or /proc) answered the last sampling round.",
-);
-const SCRAPE_DURATION: (&str, &str) = (
-    "loadspec_container_scrape_duration_seconds",
-    "Wall time of the last container sampling round.",
-);
-
-/// Exports the latest container snapshot. Register it on the daemon's registry.
-pub struct ContainerCollector {
+/// Exports the latest container snapshot; the server appends it to every `/metrics` body.
+pub struct ContainerExporter {
     rx: SnapshotRx,
-    descs: Vec<Desc>,
 }
 
-impl ContainerCollector {
+impl ContainerExporter {
     pub fn new(rx: SnapshotRx) -> Self {
-        let labelled = FAMILIES.iter().map(|f| {
-            Opts::new(f.name, f.help)
-                .variable_labels(LABELS.iter().map(|l| l.to_string()).collect())
-                .describe()
-        });
-        let plain = [DOCKER_UP, SCRAPE_DURATION]
-            .into_iter()
-            .map(|(n, h)| Opts::new(n, h).describe());
-        let descs = labelled
-            .chain(plain)
-            .collect::<Result<Vec<_>, _>>()
-            .expect("container metric names and labels are valid");
-        Self { rx, descs }
-    }
-
-    /// Every family for `snap`, in a fixed order.
-    fn families(snap: &Snapshot) -> Vec<MetricFamily> {
-        let mut out = Vec::with_capacity(FAMILIES.len() + 2);
-        for f in &FAMILIES {
-            let opts = Opts::new(f.name, f.help);
-            let mfs = match f.kind {
-                Kind::Gauge => {
-                    let v = GaugeVec::new(opts, &LABELS).expect("valid gauge");
-                    for s in &snap.containers {
-                        v.with_label_values(&[s.name.as_str(), s.group.as_str()])
-                            .set((f.value)(s));
-                    }
-                    v.collect()
-                }
-                Kind::Counter => {
-                    let v = CounterVec::new(opts, &LABELS).expect("valid counter");
-                    for s in &snap.containers {
-                        let x = (f.value)(s);
-                        // A counter only takes non-negative finite increments.
-                        if x.is_finite() && x > 0.0 {
-                            v.with_label_values(&[s.name.as_str(), s.group.as_str()])
-                                .inc_by(x);
-                        } else {
-                            v.with_label_values(&[s.name.as_str(), s.group.as_str()]);
-                        }
-                    }
-                    v.collect()
-                }
-            };
-            out.extend(mfs.into_iter().filter(|mf| !mf.get_metric().is_empty()));
-        }
-        for ((name, help), value) in [DOCKER_UP, SCRAPE_DURATION].into_iter().zip([
-            if snap.source_up { 1.0 } else { 0.0 },
-            snap.scrape_duration_seconds,
-        ]) {
-            let g = Gauge::with_opts(Opts::new(name, help)).expect("valid gauge");
-            g.set(value);
-            out.extend(g.collect());
-        }
-        out
+        Self { rx }
     }
 }
 
-impl Collector for ContainerCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        // Clone the Arc and release the watch lock before building anything.
+impl Expose for ContainerExporter {
+    fn expose(&self, out: &mut Vec<u8>) {
+        // Clone the Arc and release the watch lock before writing anything.
         let snap = self.rx.borrow().clone();
-        Self::families(&snap)
+        let mut rows: Vec<(String, &ContainerSample)> = snap
+            .containers
+            .iter()
+            .map(|c| (text::render_labels(&LABELS, &[&c.name, &c.group]), c))
+            .collect();
+        rows.sort_by(|a, b| (&a.1.name, &a.1.group).cmp(&(&b.1.name, &b.1.group)));
+        for f in &FAMILIES {
+            match f.value {
+                Source::Snapshot(v) => {
+                    text::header(out, f.name, f.help, f.kind);
+                    text::sample(out, f.name, "", "", "", Value::Float(v(&snap)));
+                }
+                Source::Container(_) if rows.is_empty() => {}
+                Source::Container(v) => {
+                    text::header(out, f.name, f.help, f.kind);
+                    for (labels, c) in &rows {
+                        let mut x = v(c);
+                        // A counter only goes up from 0; a bogus reading is exported as 0.
+                        if f.kind == "counter" && !(x.is_finite() && x > 0.0) {
+                            x = 0.0;
+                        }
+                        text::sample(out, f.name, "", labels, "", Value::Float(x));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -180,8 +149,6 @@ impl Collector for ContainerCollector {
 mod tests {
     use std::io::Write;
     use std::sync::Arc;
-
-    use prometheus::{Encoder, Registry, TextEncoder};
 
     use super::*;
 
@@ -205,17 +172,18 @@ mod tests {
 
     fn exposition(snap: Snapshot) -> (String, tokio::sync::watch::Sender<Arc<Snapshot>>) {
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snap));
-        let reg = Registry::new();
-        reg.register(Box::new(ContainerCollector::new(rx))).unwrap();
-        let mut buf = Vec::new();
-        TextEncoder::new().encode(&reg.gather(), &mut buf).unwrap();
-        (String::from_utf8(buf).unwrap(), tx)
+        (gather(&ContainerExporter::new(rx)), tx)
     }
 
-    fn gather(reg: &Registry) -> String {
+    fn gather(exporter: &ContainerExporter) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&reg.gather(), &mut buf).unwrap();
+        exporter.expose(&mut buf);
         String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn families_are_in_name_order() {
+        assert!(FAMILIES.windows(2).all(|w| w[0].name < w[1].name));
     }
 
     #[test]
@@ -298,8 +266,7 @@ loadspec_docker_up 1
             taken_at: std::time::SystemTime::now(),
             containers: vec![sample("api", "backend"), sample("gone", "backend")],
         }));
-        let reg = Registry::new();
-        reg.register(Box::new(ContainerCollector::new(rx))).unwrap();
+        let reg = ContainerExporter::new(rx);
         assert!(gather(&reg).contains(r#"container="gone""#));
         tx.send(Arc::new(Snapshot {
             source_up: true,

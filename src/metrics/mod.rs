@@ -2,24 +2,26 @@
 //! [`Registry`] so tests can gather it.
 //!
 //! Hot-path design: a request records into pre-resolved handles ([`StepMetrics`]), never
-//! through `with_label_values` lookups. Prometheus counters and histograms are atomics, so
-//! recording takes no lock shared by all VUs.
+//! through `with_label_values` lookups. The handles are plain atomics ([`family`]), so
+//! recording takes no lock shared by all VUs, and a scrape writes them out directly
+//! ([`text`]) instead of gathering a protobuf copy of every series first.
 //!
 //! Check semantics: every completed request (a response or a failure) records exactly one
 //! check: `pass` when a response arrived with an expected status and every capture of the step
 //! succeeded, else `fail`. So the error ratio is `checks{result="fail"} / checks`.
 
 pub mod containers;
+pub mod family;
 pub mod model;
+pub mod text;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
-};
+use prometheus::Registry;
 
+use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
+use self::text::Expose;
 use crate::config::{PricesConfig, SlaConfig};
 
 /// Why a request got no response.
@@ -52,40 +54,46 @@ impl FailureReason {
     }
 }
 
-/// All load, SLA and price metric families.
+const SR: &[&str] = &["scenario", "request"];
+const S: &[&str] = &["scenario"];
+
+/// All load, SLA and price metric families. They live on [`family`] atomics and are written
+/// by [`Expose`]; `registry` holds the rest (the process collector and the model gauges).
 pub struct LoadMetrics {
     pub registry: Registry,
-    duration: HistogramVec,
-    requests: IntCounterVec,
-    failures: IntCounterVec,
-    checks: IntCounterVec,
-    iteration_duration: HistogramVec,
-    pub vus: IntGaugeVec,
-    pub vus_target: IntGaugeVec,
-    pub arrival_rate_target: GaugeVec,
-    dropped: IntCounterVec,
-    iterations: IntCounterVec,
-    data_sent: IntCounterVec,
-    data_received: IntCounterVec,
-    pub stage_index: IntGaugeVec,
-    pub stage_info: IntGaugeVec,
-    sla_latency: GaugeVec,
-    sla_error_ratio: Gauge,
-    sla_cpu: Gauge,
-    price_vcpu: Gauge,
-    price_mem: Gauge,
-    pub config_reload_ok: IntGauge,
-    pub config_reloads: IntCounterVec,
+    duration: Family<Histogram>,
+    requests: Arc<Family<Counter>>,
+    failures: Family<Counter>,
+    checks: Family<Counter>,
+    iteration_duration: Family<Histogram>,
+    vus: Family<Gauge>,
+    vus_target: Family<Gauge>,
+    arrival_rate_target: Family<GaugeF>,
+    dropped: Family<Counter>,
+    iterations: Family<Counter>,
+    data_sent: Family<Counter>,
+    data_received: Family<Counter>,
+    pub stage_index: Family<Gauge>,
+    pub stage_info: Family<Gauge>,
+    sla_latency: Family<GaugeF>,
+    sla_error_ratio: Family<GaugeF>,
+    sla_cpu: Family<GaugeF>,
+    price_vcpu: Family<GaugeF>,
+    price_mem: Family<GaugeF>,
+    config_reload_ok_family: Family<Gauge>,
+    pub config_reload_ok: Gauge,
+    pub config_reloads: Family<Counter>,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique and valid");
-    c
+/// A family without labels, with its one member created so it is exposed from the start.
+fn single<M: family::Metric<Config = ()>>(name: &'static str, help: &'static str) -> Family<M> {
+    let f = Family::new(name, help, &[], ());
+    f.with_label_values(&[]);
+    f
 }
 
 impl LoadMetrics {
-    /// Register every family on a fresh registry, plus the process collector.
+    /// Create every family, plus a registry with the process collector.
     pub fn new(buckets: &[f64]) -> Self {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
@@ -94,191 +102,132 @@ impl LoadMetrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ));
         }
-        let sr = ["scenario", "request"];
-        let s = ["scenario"];
+        let config_reload_ok_family: Family<Gauge> = single(
+            "loadspec_config_last_reload_successful",
+            "1 if the last config (re)load was valid.",
+        );
         Self {
-            duration: reg(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "loadspec_http_request_duration_seconds",
-                        "Time from the (intended) send to the last response byte, responses only.",
-                    )
-                    .buckets(buckets.to_vec()),
-                    &sr,
-                )
-                .unwrap(),
+            duration: Family::new(
+                "loadspec_http_request_duration_seconds",
+                "Time from the (intended) send to the last response byte, responses only.",
+                SR,
+                Buckets::new(buckets),
             ),
-            requests: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("loadspec_http_requests_total", "Responses received, by status code."),
-                    &["scenario", "request", "code"],
-                )
-                .unwrap(),
+            requests: Arc::new(Family::new(
+                "loadspec_http_requests_total",
+                "Responses received, by status code.",
+                &["scenario", "request", "code"],
+                (),
+            )),
+            failures: Family::new(
+                "loadspec_http_request_failures_total",
+                "Requests that got no response, by reason.",
+                &["scenario", "request", "reason"],
+                (),
             ),
-            failures: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "loadspec_http_request_failures_total",
-                        "Requests that got no response, by reason.",
-                    ),
-                    &["scenario", "request", "reason"],
-                )
-                .unwrap(),
+            checks: Family::new(
+                "loadspec_checks_total",
+                "One check per completed request: expected status and captures.",
+                &["scenario", "request", "result"],
+                (),
             ),
-            checks: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "loadspec_checks_total",
-                        "One check per completed request: expected status and captures.",
-                    ),
-                    &["scenario", "request", "result"],
-                )
-                .unwrap(),
+            iteration_duration: Family::new(
+                "loadspec_iteration_duration_seconds",
+                "Duration of whole iterations (all steps, without think time).",
+                S,
+                Buckets::new(buckets),
             ),
-            iteration_duration: reg(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "loadspec_iteration_duration_seconds",
-                        "Duration of whole iterations (all steps, without think time).",
-                    )
-                    .buckets(buckets.to_vec()),
-                    &s,
-                )
-                .unwrap(),
+            vus: Family::new("loadspec_vus", "VUs running iterations now.", S, ()),
+            vus_target: Family::new(
+                "loadspec_vus_target",
+                "VUs the schedule asks for now (this shard).",
+                S,
+                (),
             ),
-            vus: reg(
-                &r,
-                IntGaugeVec::new(Opts::new("loadspec_vus", "VUs running iterations now."), &s)
-                    .unwrap(),
+            arrival_rate_target: Family::new(
+                "loadspec_arrival_rate_target_per_second",
+                "Iterations per second the open-model schedule asks for now (this shard).",
+                S,
+                (),
             ),
-            vus_target: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new("loadspec_vus_target", "VUs the schedule asks for now (this shard)."),
-                    &s,
-                )
-                .unwrap(),
+            dropped: Family::new(
+                "loadspec_dropped_iterations_total",
+                "Open-model iterations not started because every VU up to max_vus was busy.",
+                S,
+                (),
             ),
-            arrival_rate_target: reg(
-                &r,
-                GaugeVec::new(
-                    Opts::new(
-                        "loadspec_arrival_rate_target_per_second",
-                        "Iterations per second the open-model schedule asks for now (this shard).",
-                    ),
-                    &s,
-                )
-                .unwrap(),
+            iterations: Family::new("loadspec_iterations_total", "Completed iterations.", S, ()),
+            data_sent: Family::new(
+                "loadspec_data_sent_bytes_total",
+                "Request bytes sent (head and body).",
+                S,
+                (),
             ),
-            dropped: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "loadspec_dropped_iterations_total",
-                        "Open-model iterations not started because every VU up to max_vus was busy.",
-                    ),
-                    &s,
-                )
-                .unwrap(),
+            data_received: Family::new(
+                "loadspec_data_received_bytes_total",
+                "Response bytes received (head and body).",
+                S,
+                (),
             ),
-            iterations: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("loadspec_iterations_total", "Completed iterations."),
-                    &s,
-                )
-                .unwrap(),
+            stage_index: Family::new(
+                "loadspec_stage_index",
+                "Index of the active stage, from 0.",
+                S,
+                (),
             ),
-            data_sent: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("loadspec_data_sent_bytes_total", "Request bytes sent (head and body)."),
-                    &s,
-                )
-                .unwrap(),
+            stage_info: Family::new(
+                "loadspec_stage_info",
+                "1 for the active stage of a scenario.",
+                &["scenario", "stage"],
+                (),
             ),
-            data_received: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "loadspec_data_received_bytes_total",
-                        "Response bytes received (head and body).",
-                    ),
-                    &s,
-                )
-                .unwrap(),
+            sla_latency: Family::new(
+                "loadspec_sla_latency_seconds",
+                "Latency SLA from the config.",
+                &["target_quantile"],
+                (),
             ),
-            stage_index: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new("loadspec_stage_index", "Index of the active stage, from 0."),
-                    &s,
-                )
-                .unwrap(),
+            sla_error_ratio: single(
+                "loadspec_sla_error_ratio",
+                "Highest acceptable error ratio.",
             ),
-            stage_info: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new("loadspec_stage_info", "1 for the active stage of a scenario."),
-                    &["scenario", "stage"],
-                )
-                .unwrap(),
+            sla_cpu: single(
+                "loadspec_sla_cpu_utilization",
+                "CPU utilization of the limit above which a container counts as saturated.",
             ),
-            sla_latency: reg(
-                &r,
-                GaugeVec::new(
-                    Opts::new("loadspec_sla_latency_seconds", "Latency SLA from the config."),
-                    &["target_quantile"],
-                )
-                .unwrap(),
+            price_vcpu: single(
+                "loadspec_price_vcpu_hour",
+                "Price of one vCPU for one hour.",
             ),
-            sla_error_ratio: reg(
-                &r,
-                Gauge::new("loadspec_sla_error_ratio", "Highest acceptable error ratio.").unwrap(),
+            price_mem: single(
+                "loadspec_price_memory_gib_hour",
+                "Price of one GiB of memory for one hour.",
             ),
-            sla_cpu: reg(
-                &r,
-                Gauge::new(
-                    "loadspec_sla_cpu_utilization",
-                    "CPU utilization of the limit above which a container counts as saturated.",
-                )
-                .unwrap(),
-            ),
-            price_vcpu: reg(
-                &r,
-                Gauge::new("loadspec_price_vcpu_hour", "Price of one vCPU for one hour.").unwrap(),
-            ),
-            price_mem: reg(
-                &r,
-                Gauge::new(
-                    "loadspec_price_memory_gib_hour",
-                    "Price of one GiB of memory for one hour.",
-                )
-                .unwrap(),
-            ),
-            config_reload_ok: reg(
-                &r,
-                IntGauge::new(
-                    "loadspec_config_last_reload_successful",
-                    "1 if the last config (re)load was valid.",
-                )
-                .unwrap(),
-            ),
-            config_reloads: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new("loadspec_config_reloads_total", "SIGHUP reloads, by result."),
-                    &["result"],
-                )
-                .unwrap(),
+            config_reload_ok: config_reload_ok_family.with_label_values(&[]),
+            config_reload_ok_family,
+            config_reloads: Family::new(
+                "loadspec_config_reloads_total",
+                "SIGHUP reloads, by result.",
+                &["result"],
+                (),
             ),
             registry: r,
         }
+    }
+
+    /// The whole `/metrics` text of these families and of `registry`.
+    pub fn encode_text(&self) -> String {
+        let mut out = Vec::new();
+        self.expose(&mut out);
+        let mut reg = Vec::new();
+        // The registry's families are valid by construction; an encode error leaves them out.
+        let _ = prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &self.registry.gather(),
+            &mut reg,
+        );
+        out.extend(reg);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Export the SLA and prices so rules compare against the config.
@@ -293,10 +242,14 @@ impl LoadMetrics {
         } else {
             let _ = self.sla_latency.remove_label_values(&["0.99"]);
         }
-        self.sla_error_ratio.set(sla.error_ratio);
-        self.sla_cpu.set(sla.cpu_utilization);
-        self.price_vcpu.set(prices.vcpu_hour);
-        self.price_mem.set(prices.memory_gib_hour);
+        for (g, v) in [
+            (&self.sla_error_ratio, sla.error_ratio),
+            (&self.sla_cpu, sla.cpu_utilization),
+            (&self.price_vcpu, prices.vcpu_hour),
+            (&self.price_mem, prices.memory_gib_hour),
+        ] {
+            g.with_label_values(&[]).set(v);
+        }
     }
 
     /// Handles for one scenario.
@@ -321,7 +274,7 @@ impl LoadMetrics {
         StepMetrics {
             duration: self.duration.with_label_values(&l),
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
-            codes_vec: self.requests.clone(),
+            codes_vec: Arc::clone(&self.requests),
             scenario: scenario.to_string(),
             request: request.to_string(),
             failures: FailureReason::ALL.map(|r| {
@@ -334,14 +287,46 @@ impl LoadMetrics {
     }
 }
 
+impl Expose for LoadMetrics {
+    /// Every family in name order (the order the prometheus crate writes).
+    fn expose(&self, out: &mut Vec<u8>) {
+        let families: [&dyn Expose; 21] = [
+            &self.arrival_rate_target,
+            &self.checks,
+            &self.config_reload_ok_family,
+            &self.config_reloads,
+            &self.data_received,
+            &self.data_sent,
+            &self.dropped,
+            &self.duration,
+            &self.failures,
+            &*self.requests,
+            &self.iteration_duration,
+            &self.iterations,
+            &self.price_mem,
+            &self.price_vcpu,
+            &self.sla_cpu,
+            &self.sla_error_ratio,
+            &self.sla_latency,
+            &self.stage_index,
+            &self.stage_info,
+            &self.vus,
+            &self.vus_target,
+        ];
+        for f in families {
+            f.expose(out);
+        }
+    }
+}
+
 pub struct ScenarioMetrics {
-    pub vus: IntGauge,
-    pub vus_target: IntGauge,
-    pub arrival_rate_target: Gauge,
-    pub dropped: IntCounter,
-    pub iterations: IntCounter,
-    pub data_sent: IntCounter,
-    pub data_received: IntCounter,
+    pub vus: Gauge,
+    pub vus_target: Gauge,
+    pub arrival_rate_target: GaugeF,
+    pub dropped: Counter,
+    pub iterations: Counter,
+    pub data_sent: Counter,
+    pub data_received: Counter,
     pub iteration_duration: Histogram,
 }
 
@@ -350,13 +335,13 @@ const CODES: usize = 500;
 
 pub struct StepMetrics {
     pub duration: Histogram,
-    codes: Box<[OnceLock<IntCounter>; CODES]>,
-    codes_vec: IntCounterVec,
+    codes: Box<[OnceLock<Counter>; CODES]>,
+    codes_vec: Arc<Family<Counter>>,
     scenario: String,
     request: String,
-    failures: [IntCounter; 5],
-    pub check_pass: IntCounter,
-    pub check_fail: IntCounter,
+    failures: [Counter; 5],
+    pub check_pass: Counter,
+    pub check_fail: Counter,
 }
 
 impl StepMetrics {

@@ -1,0 +1,331 @@
+//! Labelled metric families on plain atomics, exposed by [`super::text`] without a gather step.
+//!
+//! A handle ([`Counter`], [`Gauge`], [`GaugeF`], [`Histogram`]) is an `Arc` around atomics,
+//! resolved once per scenario or step, so recording a request is a few relaxed `fetch_add`s
+//! with no lock shared by all VUs. Why not `prometheus-client`: its histogram takes a write
+//! lock on every observation, and the hot path of a load generator is exactly that.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use super::text::{self, Value};
+
+/// A metric kind that a [`Family`] holds one of per label set.
+pub trait Metric: Clone + Send + Sync + 'static {
+    /// The `# TYPE` of the family.
+    const TYPE: &'static str;
+    /// What every member of a family shares (histogram buckets).
+    type Config: Send + Sync;
+    fn create(cfg: &Self::Config) -> Self;
+    fn encode(&self, cfg: &Self::Config, name: &str, labels: &str, out: &mut Vec<u8>);
+}
+
+/// A monotonic integer counter.
+#[derive(Clone, Default, Debug)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+impl Metric for Counter {
+    const TYPE: &'static str = "counter";
+    type Config = ();
+    fn create(_: &()) -> Self {
+        Self::default()
+    }
+    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
+        text::sample(out, name, "", labels, "", Value::Int(self.get()));
+    }
+}
+
+/// An integer gauge.
+#[derive(Clone, Default, Debug)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Relaxed)
+    }
+}
+
+impl Metric for Gauge {
+    const TYPE: &'static str = "gauge";
+    type Config = ();
+    fn create(_: &()) -> Self {
+        Self::default()
+    }
+    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
+        text::sample(out, name, "", labels, "", Value::Signed(self.get()));
+    }
+}
+
+/// A float gauge (the bits of an `f64` in an atomic).
+#[derive(Clone, Default, Debug)]
+pub struct GaugeF(Arc<AtomicU64>);
+
+impl GaugeF {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Relaxed))
+    }
+}
+
+impl Metric for GaugeF {
+    const TYPE: &'static str = "gauge";
+    type Config = ();
+    fn create(_: &()) -> Self {
+        Self::default()
+    }
+    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
+        text::sample(out, name, "", labels, "", Value::Float(self.get()));
+    }
+}
+
+/// Bucket bounds shared by a histogram family, with their `le` labels rendered once.
+pub struct Buckets {
+    bounds: Arc<[f64]>,
+    le: Vec<String>,
+}
+
+impl Buckets {
+    /// `bounds` ascending (the config validates it); `+Inf` is implied.
+    pub fn new(bounds: &[f64]) -> Self {
+        let le = bounds
+            .iter()
+            .map(|b| {
+                let mut v = Vec::new();
+                text::write_f64(&mut v, *b);
+                format!("le=\"{}\"", String::from_utf8_lossy(&v))
+            })
+            .collect();
+        Self {
+            bounds: bounds.into(),
+            le,
+        }
+    }
+}
+
+struct HistCore {
+    bounds: Arc<[f64]>,
+    /// Per bucket (not cumulative); the last slot is above every bound.
+    counts: Box<[AtomicU64]>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A cumulative histogram with fixed buckets (`le` inclusive, as Prometheus defines it).
+#[derive(Clone)]
+pub struct Histogram(Arc<HistCore>);
+
+impl Histogram {
+    pub fn observe(&self, v: f64) {
+        let h = &self.0;
+        let i = h.bounds.partition_point(|b| *b < v);
+        h.counts[i].fetch_add(1, Relaxed);
+        // Float add by compare-and-swap: contention is per step, not global.
+        let _ = h.sum.fetch_update(Relaxed, Relaxed, |s| {
+            Some((f64::from_bits(s) + v).to_bits())
+        });
+        h.count.fetch_add(1, Relaxed);
+    }
+    pub fn get_sample_count(&self) -> u64 {
+        self.0.count.load(Relaxed)
+    }
+    pub fn get_sample_sum(&self) -> f64 {
+        f64::from_bits(self.0.sum.load(Relaxed))
+    }
+}
+
+impl Metric for Histogram {
+    const TYPE: &'static str = "histogram";
+    type Config = Buckets;
+    fn create(cfg: &Buckets) -> Self {
+        Self(Arc::new(HistCore {
+            bounds: cfg.bounds.clone(),
+            counts: (0..=cfg.bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+            count: AtomicU64::new(0),
+        }))
+    }
+    fn encode(&self, cfg: &Buckets, name: &str, labels: &str, out: &mut Vec<u8>) {
+        // Buckets are read one by one while requests record; +Inf and _count both come from
+        // the same cumulative total so the exposition is self-consistent.
+        let mut cum = 0u64;
+        for (c, le) in self.0.counts.iter().zip(&cfg.le) {
+            cum += c.load(Relaxed);
+            text::sample(out, name, "_bucket", labels, le, Value::Int(cum));
+        }
+        cum += self.0.counts[cfg.le.len()].load(Relaxed);
+        text::sample(out, name, "_bucket", labels, "le=\"+Inf\"", Value::Int(cum));
+        let sum = Value::Float(self.get_sample_sum());
+        text::sample(out, name, "_sum", labels, "", sum);
+        text::sample(out, name, "_count", labels, "", Value::Int(cum));
+    }
+}
+
+struct Child<M> {
+    labels: String,
+    metric: M,
+}
+
+/// One metric family: a name, its label names, and a member per label set, exposed in the
+/// order of their label values.
+pub struct Family<M: Metric> {
+    name: &'static str,
+    help: &'static str,
+    label_names: &'static [&'static str],
+    cfg: M::Config,
+    children: RwLock<BTreeMap<Vec<String>, Child<M>>>,
+}
+
+impl<M: Metric> Family<M> {
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        label_names: &'static [&'static str],
+        cfg: M::Config,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            label_names,
+            cfg,
+            children: RwLock::default(),
+        }
+    }
+
+    /// The member for `values` (one per label name, in order), created on first use.
+    pub fn with_label_values(&self, values: &[&str]) -> M {
+        debug_assert_eq!(values.len(), self.label_names.len(), "{}", self.name);
+        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        if let Some(c) = self.read().get(&key) {
+            return c.metric.clone();
+        }
+        let mut w = self.children.write().unwrap_or_else(|e| e.into_inner());
+        w.entry(key)
+            .or_insert_with(|| Child {
+                labels: text::render_labels(self.label_names, values),
+                metric: M::create(&self.cfg),
+            })
+            .metric
+            .clone()
+    }
+
+    /// Stop exposing the member for `values`; false if there was none.
+    pub fn remove_label_values(&self, values: &[&str]) -> bool {
+        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let mut w = self.children.write().unwrap_or_else(|e| e.into_inner());
+        w.remove(&key).is_some()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<String>, Child<M>>> {
+        self.children.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<M: Metric> text::Expose for Family<M> {
+    /// A family without members writes nothing, as the prometheus crate does.
+    fn expose(&self, out: &mut Vec<u8>) {
+        let children = self.read();
+        if children.is_empty() {
+            return;
+        }
+        text::header(out, self.name, self.help, M::TYPE);
+        for c in children.values() {
+            c.metric.encode(&self.cfg, self.name, &c.labels, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::text::Expose;
+
+    fn expose(f: &dyn Expose) -> String {
+        let mut out = Vec::new();
+        f.expose(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_le_inclusive() {
+        let f: Family<Histogram> =
+            Family::new("h_seconds", "Help.", &["s"], Buckets::new(&[0.1, 0.5, 2.0]));
+        let h = f.with_label_values(&["a"]);
+        for v in [0.05, 0.1, 0.3, 0.5, 3.0] {
+            h.observe(v);
+        }
+        assert_eq!(h.get_sample_count(), 5);
+        assert!((h.get_sample_sum() - 3.95).abs() < 1e-12);
+        assert_eq!(
+            expose(&f),
+            "# HELP h_seconds Help.\n# TYPE h_seconds histogram\n\
+             h_seconds_bucket{s=\"a\",le=\"0.1\"} 2\n\
+             h_seconds_bucket{s=\"a\",le=\"0.5\"} 4\n\
+             h_seconds_bucket{s=\"a\",le=\"2\"} 4\n\
+             h_seconds_bucket{s=\"a\",le=\"+Inf\"} 5\n\
+             h_seconds_sum{s=\"a\"} 3.95\n\
+             h_seconds_count{s=\"a\"} 5\n"
+        );
+    }
+
+    #[test]
+    fn members_are_shared_sorted_and_removable() {
+        let f: Family<Counter> = Family::new("c_total", "C.", &["k", "v"], ());
+        let b = f.with_label_values(&["b", "1"]);
+        f.with_label_values(&["a", "2"]).inc_by(3);
+        b.inc();
+        // The same label set is the same counter.
+        f.with_label_values(&["b", "1"]).inc();
+        assert_eq!(b.get(), 2);
+        assert_eq!(
+            expose(&f),
+            "# HELP c_total C.\n# TYPE c_total counter\n\
+             c_total{k=\"a\",v=\"2\"} 3\nc_total{k=\"b\",v=\"1\"} 2\n"
+        );
+        assert!(f.remove_label_values(&["a", "2"]));
+        assert!(!f.remove_label_values(&["a", "2"]));
+        assert!(!expose(&f).contains("k=\"a\""));
+        let g: Family<GaugeF> = Family::new("g", "G.", &[], ());
+        assert_eq!(expose(&g), "", "a family without members writes nothing");
+        g.with_label_values(&[]).set(0.125);
+        assert_eq!(expose(&g), "# HELP g G.\n# TYPE g gauge\ng 0.125\n");
+    }
+
+    #[test]
+    fn concurrent_recording_loses_nothing() {
+        let f: Family<Histogram> = Family::new("h", "H.", &[], Buckets::new(&[1.0]));
+        let h = f.with_label_values(&[]);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let h = h.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| h.observe(0.5)))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(h.get_sample_count(), 40_000);
+        assert_eq!(h.get_sample_sum(), 20_000.0);
+    }
+}
