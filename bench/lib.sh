@@ -17,20 +17,20 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Install wrk, hey, ab, nginx and oha if missing; build loadspec in release mode.
+# Install wrk, hey, ab, nginx, Prometheus, jq and oha if missing; build loadspec in release mode.
 ensure_peers() {
     local missing=()
-    for t in wrk hey ab nginx; do command -v "$t" >/dev/null || missing+=("$t"); done
+    for t in wrk hey ab nginx prometheus jq; do command -v "$t" >/dev/null || missing+=("$t"); done
     if ((${#missing[@]})); then
         log "installing ${missing[*]} from Debian"
-        apt-get install -y wrk hey apache2-utils nginx-light >&2
+        apt-get install -y wrk hey apache2-utils nginx-light prometheus jq >&2
     fi
     if ! command -v oha >/dev/null; then
         if cargo install --list | grep -q '^oha '; then
             export PATH="$HOME/.cargo/bin:$PATH"
         else
             log "installing oha with cargo install (a few minutes)"
-            cargo install oha >&2
+            cargo install --locked oha >&2
             export PATH="$HOME/.cargo/bin:$PATH"
         fi
     fi
@@ -98,6 +98,8 @@ start_demo_target() {
 stop_pid() { [[ -n ${1:-} ]] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null; return 0; }
 
 cleanup() {
+    stop_pid "${PROM_PID:-}"
+    [[ -n ${SLEEPERS[*]:-} ]] && kill "${SLEEPERS[@]}" 2>/dev/null
     stop_pid "${DT_PID:-}"
     stop_pid "${NGINX_PID:-}"
     [[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"

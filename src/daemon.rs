@@ -114,11 +114,7 @@ pub async fn run(
         None => crate::server::bind(settings.raw.server.listen).await?,
     };
     let addr = listener.local_addr()?;
-    tokio::spawn(crate::server::serve(
-        listener,
-        state.clone(),
-        background.clone(),
-    ));
+    crate::server::spawn_server_thread(listener, state.clone(), background.clone())?;
     tracing::info!(%addr, "serving /metrics, /report, /healthz, /readyz");
     state.ready.store(true, Ordering::Relaxed);
 

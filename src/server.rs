@@ -181,6 +181,34 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
+/// Serve on a thread of its own, with its own single-threaded runtime, until `shutdown`.
+///
+/// Why not a task on the daemon's runtime: at full load every worker is busy with VUs, and a
+/// scrape queued behind them waited several milliseconds for a turn (bench/run exporter).
+/// On its own thread the kernel schedules a scrape as soon as it arrives, so `/metrics` and
+/// `/healthz` answer in the time their work takes, and the load only loses that time.
+pub fn spawn_server_thread(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // A tokio listener belongs to the runtime that made it: hand the socket over as std.
+    let std_listener = listener.into_std()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("loadspec-http".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(std_listener) {
+                    Ok(l) => serve(l, state, shutdown).await,
+                    Err(e) => tracing::error!(error = %e, "the HTTP server cannot start"),
+                }
+            })
+        })
+}
+
 /// Serve until `shutdown`; open keep-alive connections are closed gracefully.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
     loop {
