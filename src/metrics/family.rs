@@ -21,6 +21,23 @@ pub trait Metric: Clone + Send + Sync + 'static {
     fn encode(&self, cfg: &Self::Config, name: &str, labels: &str, out: &mut Vec<u8>);
 }
 
+/// A metric exposed as one sample per label set.
+pub trait Scalar: Default + Clone + Send + Sync + 'static {
+    const TYPE: &'static str;
+    fn value(&self) -> Value;
+}
+
+impl<T: Scalar> Metric for T {
+    const TYPE: &'static str = <T as Scalar>::TYPE;
+    type Config = ();
+    fn create(_: &()) -> Self {
+        Self::default()
+    }
+    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
+        text::sample(out, name, "", labels, "", self.value());
+    }
+}
+
 /// A monotonic integer counter.
 #[derive(Clone, Default, Debug)]
 pub struct Counter(Arc<AtomicU64>);
@@ -37,14 +54,10 @@ impl Counter {
     }
 }
 
-impl Metric for Counter {
+impl Scalar for Counter {
     const TYPE: &'static str = "counter";
-    type Config = ();
-    fn create(_: &()) -> Self {
-        Self::default()
-    }
-    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
-        text::sample(out, name, "", labels, "", Value::Int(self.get()));
+    fn value(&self) -> Value {
+        Value::Int(self.get())
     }
 }
 
@@ -67,14 +80,10 @@ impl Gauge {
     }
 }
 
-impl Metric for Gauge {
+impl Scalar for Gauge {
     const TYPE: &'static str = "gauge";
-    type Config = ();
-    fn create(_: &()) -> Self {
-        Self::default()
-    }
-    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
-        text::sample(out, name, "", labels, "", Value::Signed(self.get()));
+    fn value(&self) -> Value {
+        Value::Signed(self.get())
     }
 }
 
@@ -91,14 +100,10 @@ impl GaugeF {
     }
 }
 
-impl Metric for GaugeF {
+impl Scalar for GaugeF {
     const TYPE: &'static str = "gauge";
-    type Config = ();
-    fn create(_: &()) -> Self {
-        Self::default()
-    }
-    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
-        text::sample(out, name, "", labels, "", Value::Float(self.get()));
+    fn value(&self) -> Value {
+        Value::Float(self.get())
     }
 }
 
