@@ -557,6 +557,17 @@ async fn helpers_status_delay_health_and_unknown_routes() {
         counts(&st, "GET /healthz"),
         BTreeMap::from([(200, 2), (400, 1)])
     );
+    // Server-side handling time: one request of 11 slept 300 ms, the rest were immediate.
+    let hd = &st.handling;
+    assert!(
+        hd.max >= 0.3 && hd.max < took.as_secs_f64() + 0.01,
+        "{hd:?}"
+    );
+    assert!(hd.p50 < 0.05, "{hd:?}");
+    assert!((hd.avg - 0.3 / 11.0).abs() < 0.005, "{hd:?}");
+    let r = send(&c, addr, "POST", "/_stats/reset", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(h.stats().handling, Default::default());
 }
 
 #[tokio::test]

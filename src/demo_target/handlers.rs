@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -100,6 +100,7 @@ pub async fn handle(
         return Ok(control(&state, &req));
     }
     let _in_flight = state.begin();
+    let began = Instant::now();
     let route = Route::of(req.method(), req.uri().path());
     let (resp, _held) = match query_ms(req.uri().query(), "delay_ms") {
         Err(msg) => (error(StatusCode::BAD_REQUEST, msg), None),
@@ -112,7 +113,7 @@ pub async fn handle(
         }
     };
     state.wait_while_stalled().await;
-    state.record(route.key(), resp.status().as_u16());
+    state.record(route.key(), resp.status().as_u16(), began.elapsed());
     // `_held` drops before `_in_flight`, so RSS never counts memory of a finished request.
     Ok(resp)
 }

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::DemoTargetConfig;
 use super::cost::TouchedMemory;
+use crate::analysis::LatencySummary;
+use crate::load::recorder::LatencyRecorder;
 
 /// Most distinct usernames that may log in; beyond it login answers 503, so a runaway client
 /// cannot grow the session table without bound.
@@ -76,6 +78,10 @@ pub struct DemoStats {
     pub logins_by_user: BTreeMap<String, u64>,
     /// Milliseconds left in the current stall window (0 when not stalled).
     pub stall_remaining_ms: u64,
+    /// Seconds from the parsed request head to the response being ready, as the handler sees
+    /// it (costs, `?delay_ms`, stalls), over application requests since start or the reset:
+    /// the server-side truth that a client's latency can be compared with.
+    pub handling: LatencySummary,
     pub costs: CostsView,
 }
 
@@ -110,6 +116,7 @@ pub struct DemoState {
     last_multipart: Mutex<Option<MultipartSeen>>,
     sessions: Mutex<Sessions>,
     stall_until: Mutex<Option<Instant>>,
+    handling: LatencyRecorder,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every update here
@@ -138,6 +145,7 @@ impl DemoState {
             last_multipart: Mutex::new(None),
             sessions: Mutex::new(Sessions::default()),
             stall_until: Mutex::new(None),
+            handling: LatencyRecorder::new(),
         })
     }
 
@@ -155,9 +163,10 @@ impl DemoState {
         }
     }
 
-    /// Counts one response of `route`.
-    pub fn record(&self, route: &'static str, status: u16) {
+    /// Counts one response of `route` that took `took` to handle.
+    pub fn record(&self, route: &'static str, status: u16, took: Duration) {
         *lock(&self.counts).entry((route, status)).or_insert(0) += 1;
+        self.handling.record(took);
     }
 
     /// A fresh id for a created resource.
@@ -251,6 +260,7 @@ impl DemoState {
         self.ai_requests.store(0, Ordering::SeqCst);
         self.injected_failures.store(0, Ordering::SeqCst);
         self.mix_counter.store(0, Ordering::SeqCst);
+        self.handling.reset();
     }
 
     /// A snapshot of all counters.
@@ -282,6 +292,7 @@ impl DemoState {
             posts_by_user,
             logins_by_user,
             stall_remaining_ms,
+            handling: self.handling.total(),
             costs: CostsView {
                 cpu_ms: c.cpu.as_secs_f64() * 1000.0,
                 simple_cpu_ms: c.simple_cpu.as_secs_f64() * 1000.0,
