@@ -103,6 +103,8 @@ pub struct Want {
 pub struct FileBody {
     file: std::fs::File,
     len: usize,
+    /// The same bytes in a pipe, tried first ([`super::splice`]).
+    pipe: Option<super::splice::PipeBody>,
 }
 
 impl FileBody {
@@ -126,6 +128,7 @@ impl FileBody {
         Some(Self {
             file,
             len: chunks.iter().map(Bytes::len).sum(),
+            pipe: super::splice::PipeBody::new(chunks),
         })
     }
 
@@ -379,8 +382,9 @@ async fn write_all(stream: &mut TcpStream, head: &[u8], body: &[Bytes]) -> io::R
     Ok(())
 }
 
-/// The head with `MSG_MORE` (it leaves with the first body segment), then the body with
-/// `sendfile`, each waiting for the socket to be writable when it is full.
+/// The head with `MSG_MORE` (it leaves with the first body segment), then the body from its
+/// pipe and, for what the socket did not take, with `sendfile`, each waiting for the socket to
+/// be writable when it is full.
 async fn write_file(stream: &TcpStream, head: &[u8], f: &FileBody) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
@@ -409,6 +413,12 @@ async fn write_file(stream: &TcpStream, head: &[u8], f: &FileBody) -> io::Result
         sent += n;
     }
     let mut off: libc::off_t = 0;
+    if let Some(p) = &f.pipe {
+        // Whatever the socket did not take from the pipe goes out with sendfile below.
+        off = stream
+            .async_io(Interest::WRITABLE, || super::splice::send(sock, p))
+            .await? as libc::off_t;
+    }
     while (off as usize) < f.len {
         let n = stream
             .async_io(Interest::WRITABLE, || {

@@ -5,5 +5,6 @@ pub mod client;
 pub mod executor;
 pub mod plan;
 pub mod recorder;
+pub mod splice;
 pub mod template;
 pub mod vu;
