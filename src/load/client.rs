@@ -3,7 +3,8 @@
 //! server sees exactly one connection per active VU.
 //!
 //! The VU's own task drives its socket: it writes the request head and body with one
-//! `writev` and parses the response in place with `httparse`. Measured against hyper's
+//! `writev` (a large constant body by page reference: [`FileBody`], [`super::splice`]) and
+//! parses the response in place with `httparse`. Measured against hyper's
 //! client connection (bench/README.md), this removes the per-connection task, the two
 //! channels between it and the VU, and the response `HeaderMap` unless the caller wants the
 //! headers. The framing rules are RFC 9112 §6: no body for HEAD, 1xx, 204 and 304; chunked
