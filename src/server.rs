@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -91,10 +91,7 @@ impl AppState {
     fn metrics_text(&self) -> prometheus::Result<Vec<u8>> {
         let want = self.last_metrics_len.load(Ordering::Relaxed);
         let mut buf = Vec::with_capacity(want + want / 8 + 4096);
-        for e in &self.exposers {
-            e.expose(&mut buf);
-        }
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        crate::metrics::text::encode(&self.exposers, &self.registry, &mut buf)?;
         self.last_metrics_len.store(buf.len(), Ordering::Relaxed);
         Ok(buf)
     }

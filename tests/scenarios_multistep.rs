@@ -21,6 +21,7 @@ use loadspec::demo_target::{self, DemoHandle, DemoTargetConfig};
 use loadspec::load::executor::{self, Stop};
 use loadspec::load::plan::Shard;
 use loadspec::load::vu::ScenarioCtx;
+use loadspec::metrics::text::Expose;
 use loadspec::metrics::LoadMetrics;
 
 const USERS_CSV: &str =
@@ -85,7 +86,10 @@ async fn run_plan(toml: &str, dir: &Path) -> Metrics {
             .await
             .expect("the run ends within its bound");
     }
-    Metrics(metrics.encode_text())
+    let mut buf = Vec::new();
+    loadspec::metrics::text::encode(&[&metrics as &dyn Expose], &metrics.registry, &mut buf)
+        .expect("metrics encode");
+    Metrics(String::from_utf8(buf).expect("UTF-8 exposition"))
 }
 
 /// Prometheus exposition text with a lookup by name and labels.

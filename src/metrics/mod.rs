@@ -215,21 +215,6 @@ impl LoadMetrics {
         }
     }
 
-    /// The whole `/metrics` text of these families and of `registry`.
-    pub fn encode_text(&self) -> String {
-        let mut out = Vec::new();
-        self.expose(&mut out);
-        let mut reg = Vec::new();
-        // The registry's families are valid by construction; an encode error leaves them out.
-        let _ = prometheus::Encoder::encode(
-            &prometheus::TextEncoder::new(),
-            &self.registry.gather(),
-            &mut reg,
-        );
-        out.extend(reg);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
     /// Export the SLA and prices so rules compare against the config.
     pub fn set_sla(&self, sla: &SlaConfig, prices: &PricesConfig) {
         self.sla_latency

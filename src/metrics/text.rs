@@ -15,6 +15,19 @@ pub trait Expose: Send + Sync {
     fn expose(&self, out: &mut Vec<u8>);
 }
 
+/// A whole `/metrics` body: the directly written families, then `registry`'s (the process
+/// collector and the model gauges), appended to `out`.
+pub fn encode<E: std::ops::Deref<Target = dyn Expose>>(
+    exposers: &[E],
+    registry: &prometheus::Registry,
+    out: &mut Vec<u8>,
+) -> prometheus::Result<()> {
+    for e in exposers {
+        e.expose(out);
+    }
+    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &registry.gather(), out)
+}
+
 /// `# HELP` and `# TYPE` lines of a family.
 pub fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     out.extend_from_slice(b"# HELP ");
