@@ -12,7 +12,7 @@
 //! in between. When the socket takes only part of the body, the rest is dropped from the
 //! scratch pipe and the caller sends it with `sendfile` from the same offset.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Bodies up to this size go through a pipe (an unprivileged process may size a pipe up to
@@ -22,7 +22,7 @@ pub const MAX_LEN: usize = 1 << 20;
 /// A pipe holding a body; never read, only `tee`d from.
 pub struct PipeBody {
     rd: OwnedFd,
-    _wr: OwnedFd,
+    _wr: std::fs::File,
     len: usize,
 }
 
@@ -55,16 +55,10 @@ impl PipeBody {
         if !size_pipe(&wr, len) {
             return None;
         }
+        // The pipe is sized to hold it all, so the non-blocking writes never meet a full pipe.
+        let mut wr = std::fs::File::from(wr);
         for c in chunks {
-            let mut rest: &[u8] = c;
-            while !rest.is_empty() {
-                // SAFETY: the pointer and length describe a live slice.
-                let n = unsafe { libc::write(wr.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-                if n <= 0 {
-                    return None;
-                }
-                rest = &rest[n as usize..];
-            }
+            wr.write_all(c).ok()?;
         }
         Some(Self { rd, _wr: wr, len })
     }
