@@ -13,7 +13,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use loadspec::containers::{ContainerSample, Snapshot, SnapshotRx};
 
-pub const DEMO_IMAGE: &str = "loadspec-demo-target:local";
+/// The demo-target image the tests run: `LOADSPEC_DEMO_IMAGE`, as `scripts/build-image.sh` reads
+/// it, so that several checkouts on one machine can each test their own binary.
+pub fn demo_image() -> String {
+    std::env::var("LOADSPEC_DEMO_IMAGE").unwrap_or_else(|_| "loadspec-demo-target:local".into())
+}
 
 /// True when the Docker engine answers. Under CI=true a missing engine fails the test.
 pub fn docker_available() -> bool {
@@ -85,7 +89,8 @@ impl Container {
             "127.0.0.1::8080",
         ];
         args.extend_from_slice(docker_args);
-        args.push(DEMO_IMAGE);
+        let image = demo_image();
+        args.push(&image);
         args.extend_from_slice(demo_args);
         docker(&args);
         Container { name }
