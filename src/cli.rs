@@ -1,13 +1,18 @@
-//! The command line: `run`, `validate`, `demo`, `demo-target`. Invalid config exits with code
-//! 2 before anything starts; other failures exit 1.
+//! The command line: `run`, `validate`, `demo`, `demo-target`. Invalid config (or a bad
+//! option) exits with code 2 before anything starts; other failures exit 1; a `run` whose SLA
+//! broke exits 99 (see [`crate::ci`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::raw::LogFormat;
+use crate::experiment::progress::Display;
 use crate::load::plan::Shard;
+use crate::logging::LogOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +48,18 @@ pub struct RunArgs {
     /// Log format; overrides log.format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// Write the end-of-run summary as JSON (schema in docs/ci.md), after every run.
+    #[arg(long, value_name = "FILE.json")]
+    pub summary_export: Option<PathBuf>,
+    /// Write a JUnit XML report: one testcase per SLA criterion and per check.
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// Print nothing but errors and the verdict line (no summary, no progress, no info log).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// No colour in the output (the NO_COLOR environment variable does the same).
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -108,7 +125,33 @@ fn run(a: RunArgs) -> ExitCode {
         Some(LogFormatArg::Text) => LogFormat::Text,
         None => settings.raw.log.format,
     };
-    crate::logging::init(format);
+    let ci = crate::ci::Outputs {
+        summary_export: a.summary_export.clone(),
+        junit: a.junit.clone(),
+        print_verdict: true,
+        color: crate::logging::use_color(a.no_color, std::io::stdout().is_terminal()),
+    };
+    if let Err(e) = ci.check() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let progress = if a.quiet {
+        Display::Off
+    } else if std::io::stderr().is_terminal() {
+        Display::Bars {
+            color: crate::logging::use_color(a.no_color, true),
+        }
+    } else {
+        Display::Lines
+    };
+    crate::logging::init_with(
+        format,
+        LogOptions {
+            quiet: a.quiet,
+            no_color: a.no_color,
+            bars: matches!(progress, Display::Bars { .. }),
+        },
+    );
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
     tracing::info!(config = %a.config.display(), shard = ?a.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
     tracing::debug!(effective = %effective, "effective config (secrets redacted)");
@@ -126,7 +169,9 @@ fn run(a: RunArgs) -> ExitCode {
             crate::daemon::DaemonOptions {
                 shard: a.shard.unwrap_or_default(),
                 config_path: Some(a.config.clone()),
-                print_summary: true,
+                print_summary: !a.quiet,
+                ci,
+                progress,
                 ..Default::default()
             },
             signals,
@@ -134,7 +179,13 @@ fn run(a: RunArgs) -> ExitCode {
         .await
     });
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(f) if !f.output_errors.is_empty() => {
+            for e in &f.output_errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+        Ok(f) => ExitCode::from(f.verdict.map_or(0, |v| v.exit_code())),
         Err(e) => {
             tracing::error!(error = %e, "loadspec stopped with an error");
             eprintln!("error: {e}");
