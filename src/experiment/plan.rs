@@ -124,7 +124,7 @@ pub async fn run_plan(
         rt.progress,
     );
     tracker.wait().await;
-    progress.cancel();
+    progress.stop().await;
     let mut stages = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     let order = |n: &str| settings.scenarios.iter().position(|s| s.name == n);
     stages.sort_by_key(|s| (order(&s.scenario), s.stage_index));

@@ -151,17 +151,48 @@ fn bar(name: &str, width: usize, total: Duration, color: bool) -> ProgressBar {
     b
 }
 
-/// Show progress until the returned token is cancelled.
+/// The running progress display; [`Progress::stop`] ends it.
+pub struct Progress {
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Stop and wait until the bars are off the terminal, so what is printed next (the
+    /// summary) cannot be drawn over by a last redraw.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The final state of a bar as a plain line, left on screen when the bar goes (as k6 leaves
+/// its bars): `closed [========================] 8s/8s · …`.
+fn final_line(b: &ProgressBar, width: usize) -> String {
+    let len = b.length().unwrap_or(1).max(1);
+    let filled = ((b.position().min(len) * 24) / len) as usize;
+    format!(
+        "{:<width$} [{}{}] {}",
+        b.prefix().trim_end(),
+        "=".repeat(filled),
+        " ".repeat(24 - filled),
+        b.message()
+    )
+}
+
+/// Show progress until [`Progress::stop`].
 pub fn spawn(
     ctxs: Vec<Arc<ScenarioCtx>>,
     start: Instant,
     total: Duration,
     every: Duration,
     display: Display,
-) -> CancellationToken {
+) -> Progress {
     let cancel = CancellationToken::new();
     let every = match display {
-        Display::Off => return cancel,
+        Display::Off => return Progress { cancel, task: None },
         Display::Lines => every,
         Display::Bars { .. } => BAR_EVERY,
     };
@@ -182,7 +213,7 @@ pub fn spawn(
         })
         .collect();
     let c = cancel.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut last_t = Instant::now();
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         loop {
@@ -213,10 +244,15 @@ pub fn spawn(
                 }
             }
         }
-        // The finished bars stay on screen, as k6 leaves its own.
         for b in trackers.iter().filter_map(|t| t.bar.as_ref()) {
-            b.abandon();
+            let line = final_line(b, width);
+            b.finish_and_clear();
+            terminal().remove(b);
+            let _ = terminal().println(line);
         }
     });
-    cancel
+    Progress {
+        cancel,
+        task: Some(task),
+    }
 }
