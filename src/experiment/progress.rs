@@ -212,14 +212,19 @@ pub fn spawn(
             ctx,
         })
         .collect();
+    let bars = matches!(display, Display::Bars { .. });
     let c = cancel.clone();
     let task = tokio::spawn(async move {
         let mut last_t = Instant::now();
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         loop {
-            tokio::select! {
-                _ = c.cancelled() => break,
-                _ = tick.tick() => {}
+            // One more update after the stop, so the bars end on the run's final figures.
+            let stopping = tokio::select! {
+                _ = c.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            if stopping && !bars {
+                break;
             }
             let dt = last_t.elapsed().as_secs_f64().max(1e-9);
             last_t = Instant::now();
@@ -242,6 +247,9 @@ pub fn spawn(
                         "progress"
                     ),
                 }
+            }
+            if stopping {
+                break;
             }
         }
         for b in trackers.iter().filter_map(|t| t.bar.as_ref()) {
