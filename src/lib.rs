@@ -12,7 +12,9 @@
 //! - [`metrics`]: every exported metric, defined in one place, plus the container collector.
 //! - [`analysis`]: stage summaries, model fitting, knee detection, recommendation and cost.
 //! - [`report`]: Markdown, JSON and HTML (server-side SVG) reports.
-//! - [`experiment`]: plan, sweep and search orchestration.
+//! - [`experiment`]: plan, sweep and search orchestration, and the progress bars/lines.
+//! - [`ci`]: the SLA verdict that sets the exit code (99 when broken), the summary export and
+//!   the JUnit report.
 //! - [`server`]: hyper server for `/metrics`, `/healthz`, `/readyz`, `/report`.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
 //! - [`shutdown`]: cancellation, draining and signal handling.
