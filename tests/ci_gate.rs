@@ -54,7 +54,7 @@ fn failure_message(junit: &str, name: &str) -> Option<String> {
     Some(
         m.replace("&gt;", ">")
             .replace("&lt;", "<")
-            .replace("&apos;", "'")
+            .replace("&#39;", "'")
             .replace("&amp;", "&"),
     )
 }
@@ -74,13 +74,7 @@ fn a_plan_exits_0_when_the_sla_holds_and_99_when_p95_breaks_it() {
         &[("LOADSPEC__SLA__LATENCY_P95", "100ms")],
     );
     let served = target.ai_images(200) - before;
-    assert_eq!(
-        r.code,
-        Some(99),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(99);
     assert_eq!(r.stderr, "", "--quiet printed more than errors");
     assert_eq!(
         r.stdout.lines().count(),
@@ -164,13 +158,7 @@ fn a_plan_exits_0_when_the_sla_holds_and_99_when_p95_breaks_it() {
         &[("LOADSPEC__SLA__LATENCY_P95", "5s")],
     );
     let served = target.ai_images(200) - before;
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(0);
     assert!(
         r.stdout.contains("checks.........: 100.00%"),
         "{}",
@@ -211,13 +199,7 @@ fn every_request_answered_401_without_the_token_exits_99_unless_fail_on_breach_i
     let before = target.ai_images(401);
     let r = ci_run(dir.path(), "no-token.toml", &target, &["--quiet"], &[]);
     let denied = target.ai_images(401) - before;
-    assert_eq!(
-        r.code,
-        Some(99),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(99);
     assert!(
         r.last_line().ends_with("✗ errors 100 % > 1 %"),
         "{}",
@@ -260,13 +242,7 @@ fn every_request_answered_401_without_the_token_exits_99_unless_fail_on_breach_i
         &["--quiet"],
         &[("LOADSPEC__SLA__FAIL_ON_BREACH", "false")],
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(0);
     assert!(r.last_line().starts_with("SLA broken: "), "{}", r.stdout);
     assert!(
         r.last_line()
@@ -332,13 +308,7 @@ fn a_sweep_exits_99_when_no_vu_count_holds_the_sla_and_0_when_one_does() {
         &["--quiet"],
         &[("LOADSPEC__SLA__LATENCY_P95", "100ms")],
     );
-    assert_eq!(
-        r.code,
-        Some(99),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(99);
     let line = r.last_line();
     assert!(
         line.starts_with("SLA broken: ✗ sweep: no VU count within the SLA (vus-1: p95 "),
@@ -356,13 +326,7 @@ fn a_sweep_exits_99_when_no_vu_count_holds_the_sla_and_0_when_one_does() {
         &["--quiet"],
         &[("LOADSPEC__SLA__LATENCY_P95", "5s")],
     );
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(0);
     assert_eq!(r.last_line(), "SLA met: ✓ sweep: 2 VUs within the SLA");
     let s = json(&dir.path().join("summary.json"));
     assert_eq!(s["sweep_max_vus_within_sla"].as_u64(), Some(2));
@@ -420,13 +384,7 @@ fn a_search_exits_99_when_no_candidate_passes_and_0_when_one_does() {
     };
 
     let r = run("100ms");
-    assert_eq!(
-        r.code,
-        Some(99),
-        "config:\n{config}\nstdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(99);
     assert!(
         r.last_line().starts_with(
             "SLA broken: ✗ search: no candidate serves 2 VUs within the SLA (cpus-1: p95 "
@@ -440,13 +398,7 @@ fn a_search_exits_99_when_no_candidate_passes_and_0_when_one_does() {
     );
 
     let r = run("5s");
-    assert_eq!(
-        r.code,
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
+    r.expect_code(0);
     assert_eq!(
         r.last_line(),
         "SLA met: ✓ search: 1 cpus serve 2 VUs within the SLA"

@@ -7,22 +7,14 @@ use std::fmt::Write as _;
 
 use super::export::SummaryExport;
 
-/// Escape text for an XML attribute or element, dropping characters XML 1.0 cannot hold.
+/// Escape text for an XML attribute or element (the HTML escaping serves: `&#39;` is XML
+/// too), dropping the control characters XML 1.0 cannot hold.
 fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let kept: String = s
+        .chars()
+        .filter(|&c| c >= ' ' || matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    crate::report::html::escape(&kept)
 }
 
 struct Case {
@@ -128,6 +120,6 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_drops_control_characters() {
-        assert_eq!(esc("a<b & \"c\"\u{1}'"), "a&lt;b &amp; &quot;c&quot;&apos;");
+        assert_eq!(esc("a<b & \"c\"\u{1}'"), "a&lt;b &amp; &quot;c&quot;&#39;");
     }
 }

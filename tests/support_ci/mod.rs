@@ -94,6 +94,17 @@ pub struct Run {
 }
 
 impl Run {
+    /// Assert the exit code, showing both outputs when it differs.
+    pub fn expect_code(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
     /// The summary's last line: the verdict.
     pub fn last_line(&self) -> &str {
         self.stdout.lines().last().unwrap_or("")
@@ -139,6 +150,20 @@ pub fn loadspec(dir: &Path, args: &[&str], envs: &[(&str, &str)], within: Durati
     }
 }
 
+/// A tool the test needs is there: true. Missing: false with a note, or a failure under
+/// CI=true, where nothing may be skipped.
+pub fn required(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{what} is required under CI=true"
+        );
+        eprintln!("skipping: {what} is not available");
+    }
+    ok
+}
+
 /// A Python with `xmlschema`: `LOADSPEC_PYTHON`, else `python3`. `None` (with a note) when
 /// there is none; under CI=true that fails the test instead.
 pub fn xmlschema_python() -> Option<PathBuf> {
@@ -150,20 +175,8 @@ pub fn xmlschema_python() -> Option<PathBuf> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !ok {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "Python's xmlschema is required under CI=true ({} cannot import it)",
-            py.display()
-        );
-        eprintln!(
-            "skipping the schema check: {} cannot import xmlschema",
-            py.display()
-        );
-        return None;
-    }
-    Some(py)
+    let what = format!("Python's xmlschema ({} cannot import it)", py.display());
+    required(ok, &what).then_some(py)
 }
 
 /// Validate `xml` against tests/fixtures/junit-10.xsd (the Jenkins JUnit schema); panics with
