@@ -1,7 +1,9 @@
 //! The daemon: serves metrics and reports, samples containers, runs the configured experiment,
 //! writes its reports, and then idles, repeats or exits. SIGHUP reloads the config (a bad one
 //! is logged and the old one kept); SIGTERM/SIGINT drain in-flight requests up to the drain
-//! deadline, print the final summary and return.
+//! deadline, print the final summary and return. After every run the SLA verdict is printed as
+//! the summary's last line and the CI files are written ([`crate::ci`]); the verdict of the last
+//! run comes back in [`Finished`], and sets the exit code only when `on_finish = "exit"`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
