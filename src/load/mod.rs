@@ -4,7 +4,9 @@ pub mod body;
 pub mod client;
 pub mod executor;
 pub mod plan;
-pub mod recorder;
 pub mod splice;
 pub mod template;
 pub mod vu;
+
+/// The latency recorder lives in the leaf [`crate::latency`], which the demo target shares.
+pub use crate::latency as recorder;

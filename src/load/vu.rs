@@ -14,7 +14,7 @@ use super::client::{
     write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
 };
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
-use super::recorder::LatencyRecorder;
+use crate::latency::LatencyRecorder;
 use crate::config::raw::DataMode;
 use crate::metrics::{LoadMetrics, ScenarioMetrics, StepMetrics};
 
