@@ -30,6 +30,7 @@ pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod report;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod units;
