@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod demo;
 pub mod demo_target;
 pub mod experiment;
+pub mod exposition;
 pub mod latency;
 pub mod load;
 pub mod logging;

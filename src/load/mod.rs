@@ -3,10 +3,14 @@
 pub mod body;
 pub mod client;
 pub mod executor;
+pub mod failure;
+pub mod meters;
 pub mod plan;
 pub mod splice;
 pub mod template;
 pub mod vu;
+
+pub use failure::FailureReason;
 
 /// The latency recorder lives in the leaf [`crate::latency`], which the demo target shares.
 pub use crate::latency as recorder;
