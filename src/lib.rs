@@ -20,6 +20,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod config_error;
 pub mod containers;
 pub mod daemon;
 pub mod demo;
@@ -34,4 +35,5 @@ pub mod report;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+pub mod sla;
 pub mod units;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Errors;
+use crate::config_error::Errors;
 
 /// Where container measurements come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -191,7 +191,7 @@ mod tests {
         cfg.validate("containers", &mut errs);
         match errs.finish(()) {
             Ok(()) => Vec::new(),
-            Err(crate::config::ConfigError::Invalid(v)) => {
+            Err(crate::config_error::ConfigError::Invalid(v)) => {
                 v.into_iter().map(|e| e.to_string()).collect()
             }
             Err(e) => vec![e.to_string()],

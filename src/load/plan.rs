@@ -5,10 +5,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
+use serde::{Deserialize, Serialize};
 
 use super::body::BodySpec;
 use super::template::Template;
-use crate::config::raw::{DataMode, ExecutorKind};
+
+/// The `executor` of a scenario, named as k6 names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    ConstantVus,
+    RampingVus,
+    ConstantArrivalRate,
+    RampingArrivalRate,
+    PerVuIterations,
+}
+
+impl ExecutorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConstantVus => "constant-vus",
+            Self::RampingVus => "ramping-vus",
+            Self::ConstantArrivalRate => "constant-arrival-rate",
+            Self::RampingArrivalRate => "ramping-arrival-rate",
+            Self::PerVuIterations => "per-vu-iterations",
+        }
+    }
+}
+
+/// Which data-file row an iteration uses (`data_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataMode {
+    /// Row `vu % rows` for every iteration of a VU.
+    #[default]
+    PerVu,
+    /// The next row for every iteration, shared across VUs.
+    RoundRobin,
+}
 
 /// One stage of a schedule: VUs (closed model) or iterations per second (open model).
 #[derive(Debug, Clone, PartialEq)]

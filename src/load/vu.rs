@@ -15,7 +15,7 @@ use super::client::{
 };
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
 use crate::latency::LatencyRecorder;
-use crate::config::raw::DataMode;
+use super::plan::DataMode;
 use super::meters::{Meters, ScenarioMetrics, StepMetrics};
 
 /// A step with what can be computed once: its static target, its static header lines, its

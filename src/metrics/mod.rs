@@ -21,7 +21,7 @@ use prometheus::Registry;
 
 use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 
 pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
 pub use crate::load::FailureReason;

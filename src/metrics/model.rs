@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::analysis::synthetic::SyntheticService;
     use crate::analysis::{analyze, AnalysisConfig};
-    use crate::config::{PricesConfig, SlaConfig};
+    use crate::sla::{PricesConfig, SlaConfig};
 
     fn text(r: &Registry) -> String {
         prometheus::TextEncoder::new()

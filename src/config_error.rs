@@ -1,4 +1,5 @@
-//! Configuration errors. Every error names the field path (`scenarios[1].stages[0].target`),
+//! Configuration errors, shared by the validation of every config section (so a leaf: it
+//! imports nothing of the crate). Every error names the field path (`scenarios[1].stages[0].target`),
 //! the offending value where there is one, and the reason, so a user can fix the file without
 //! reading the source.
 
