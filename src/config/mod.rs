@@ -1,5 +1,6 @@
 //! Configuration: raw serde types ([`raw`]), layered loading ([`load`]), and one validation
 //! pass ([`validate`]) into typed [`Settings`] whose errors name the field path and reason.
+pub mod experiment;
 pub mod load;
 pub mod raw;
 pub mod validate;

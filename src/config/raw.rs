@@ -24,7 +24,7 @@ pub struct RawConfig {
     pub reports: ReportsConfig,
     pub containers: crate::containers::ContainersConfig,
     pub analysis: crate::analysis::AnalysisConfig,
-    pub experiment: crate::experiment::config::ExperimentConfig,
+    pub experiment: super::experiment::ExperimentConfig,
     pub scenarios: Vec<ScenarioConfig>,
 }
 
