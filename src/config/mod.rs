@@ -6,6 +6,6 @@ pub mod raw;
 pub mod validate;
 
 pub use crate::config_error::{ConfigError, Errors, FieldError};
-pub use load::{load, load_raw, parse_raw};
 pub use crate::sla::{PricesConfig, SlaConfig};
+pub use load::{load, load_raw, parse_raw};
 pub use validate::{redacted, validate, Settings};

@@ -1,11 +1,11 @@
 //! Experiment orchestration: running a plan with its stage observers and progress line; the
 //! sweep (bottom-up) and search (top-down) experiments build on it.
-pub mod limits;
+pub mod apply_spec;
+pub mod console;
 pub mod observer;
 pub mod plan;
 pub mod progress;
 pub mod search;
-pub mod summary;
 pub mod sweep;
 
 use std::time::Duration;
