@@ -294,22 +294,35 @@ impl Default for Shard {
     }
 }
 
+/// Why a `--shard` value is not `I/N` with `0 <= I < N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("expected I/N such as 0/3, got {0:?}")]
+    Form(String),
+    #[error("shard index must be a whole number, got {0:?}")]
+    Index(String),
+    #[error("shard count must be a whole number, got {0:?}")]
+    Count(String),
+    #[error("need 0 <= I < N, got {index}/{count}")]
+    Range { index: u64, count: u64 },
+}
+
 impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ShardError;
+    fn from_str(s: &str) -> Result<Self, ShardError> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| format!("expected I/N such as 0/3, got {s:?}"))?;
+            .ok_or_else(|| ShardError::Form(s.to_string()))?;
         let index: u64 = i
             .trim()
             .parse()
-            .map_err(|_| format!("shard index must be a whole number, got {i:?}"))?;
+            .map_err(|_| ShardError::Index(i.to_string()))?;
         let count: u64 = n
             .trim()
             .parse()
-            .map_err(|_| format!("shard count must be a whole number, got {n:?}"))?;
+            .map_err(|_| ShardError::Count(n.to_string()))?;
         if count == 0 || index >= count {
-            return Err(format!("need 0 <= I < N, got {index}/{count}"));
+            return Err(ShardError::Range { index, count });
         }
         Ok(Self { index, count })
     }
