@@ -1,12 +1,13 @@
 //! Load generation: the typed plan, request building, the HTTP client, the executors and the
 //! recorder.
 pub mod body;
-pub mod client;
 pub mod executor;
 pub mod failure;
+pub mod http1;
 pub mod meters;
 pub mod plan;
 pub mod splice;
+pub mod sys;
 pub mod template;
 pub mod vu;
 
