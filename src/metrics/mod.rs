@@ -1,4 +1,5 @@
-//! Every metric loadspec exports, defined in one place (DESIGN.md §4), on an explicit
+//! Every metric loadspec exports, defined in one place (docs/architecture.md lists where each
+//! is updated; README.md has the table), on an explicit
 //! [`Registry`] so tests can gather it.
 //!
 //! Hot-path design: a request records into pre-resolved handles ([`StepMetrics`]), never

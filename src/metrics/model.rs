@@ -1,4 +1,4 @@
-//! The analysis results as gauges (DESIGN.md §4): the fitted CPU and memory models, the knee,
+//! The analysis results as gauges (docs/architecture.md, "Where each metric is made"): the fitted CPU and memory models, the knee,
 //! the highest TPS, and the recommended cpus and memory per VU count.
 //!
 //! A figure the analysis could not produce is not exported at all, rather than exported as 0
