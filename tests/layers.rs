@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod support_text;
+use support_text::find_unquoted;
+
 /// One path that crosses between top-level modules the wrong way.
 #[derive(Debug, PartialEq)]
 struct Violation {
@@ -63,21 +66,7 @@ fn declared_modules(lib_rs: &str) -> Vec<String> {
 
 /// The code of a line without its `//` comment (a `//` inside a string literal stays).
 fn strip_comment(line: &str) -> &str {
-    let b = line.as_bytes();
-    let mut in_str = false;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_str => i += 1,
-            b'"' => in_str = !in_str,
-            // A char literal such as '"' must not open a string.
-            b'\'' if !in_str && b.get(i + 2) == Some(&b'\'') => i += 2,
-            b'/' if !in_str && b.get(i + 1) == Some(&b'/') => return &line[..i],
-            _ => {}
-        }
-        i += 1;
-    }
-    line
+    &line[..find_unquoted(line, "//").unwrap_or(line.len())]
 }
 
 fn ident_at(s: &str) -> Option<&str> {

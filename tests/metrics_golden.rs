@@ -9,11 +9,13 @@
 //! `UPDATE_GOLDEN=1 cargo test --test metrics_golden`.
 
 mod support_core;
+mod support_text;
 
 use std::time::Duration;
 
 use loadspec::demo_target::DemoTargetConfig;
 use support_core::*;
+use support_text::find_unquoted;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics.golden");
 
@@ -37,19 +39,7 @@ fn mask(exposition: &str) -> String {
 
 /// `name{labels}` of a sample line, without its value (label values may hold spaces and `}`).
 fn series(line: &str) -> &str {
-    let b = line.as_bytes();
-    let mut in_str = false;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_str => i += 1,
-            b'"' => in_str = !in_str,
-            b' ' if !in_str => return &line[..i],
-            _ => {}
-        }
-        i += 1;
-    }
-    line
+    &line[..find_unquoted(line, " ").unwrap_or(line.len())]
 }
 
 fn plan(target: &str) -> String {
