@@ -165,7 +165,7 @@ fn check_file(
         }
         for to in targets(code, &module) {
             // A name missing from the list (a new module) is flagged too.
-            if to != *from && !layer.get(&to).is_some_and(|&l| l < own) {
+            if to != *from && layer.get(&to).is_none_or(|&l| l >= own) {
                 out.push(Violation {
                     file: name.to_string(),
                     line: n + 1,
