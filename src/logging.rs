@@ -1,9 +1,22 @@
 //! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or
 //! JSON lines. Stdout is kept for the summaries a user reads or a script parses.
 
+use std::io::Write;
+use std::sync::OnceLock;
+
+use indicatif::MultiProgress;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
-use crate::config::raw::LogFormat;
+/// How log lines are written: `text` for people, `json` (one object a line) for collectors.
+/// The `[log] format` config key and `--log-format` select it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
 
 /// What the command line says about the log besides its format.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,7 +48,7 @@ pub fn init_with(format: LogFormat, opts: LogOptions) {
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
     let writer = if opts.bars {
-        BoxMakeWriter::new(|| crate::experiment::progress::LogWriter)
+        BoxMakeWriter::new(|| LogWriter)
     } else {
         BoxMakeWriter::new(std::io::stderr)
     };
@@ -55,4 +68,26 @@ pub fn init_with(format: LogFormat, opts: LogOptions) {
 pub fn use_color(no_color_flag: bool, is_terminal: bool) -> bool {
     let env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     is_terminal && !no_color_flag && !env
+}
+
+/// The terminal's progress bars: one set per process, because there is one stderr. The log
+/// owns it so that log lines can be written above the bars.
+pub fn terminal() -> &'static MultiProgress {
+    static T: OnceLock<MultiProgress> = OnceLock::new();
+    T.get_or_init(MultiProgress::new)
+}
+
+/// A stderr writer for the log that suspends the bars while a line is written, so log lines
+/// and bars do not overwrite each other.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        terminal().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

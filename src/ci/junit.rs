@@ -14,7 +14,7 @@ fn esc(s: &str) -> String {
         .chars()
         .filter(|&c| c >= ' ' || matches!(c, '\t' | '\n' | '\r'))
         .collect();
-    crate::report::html::escape(&kept)
+    crate::report::format::escape(&kept)
 }
 
 struct Case {

@@ -9,11 +9,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::recommend::trim_float;
 use crate::config::raw::OnFinish;
 use crate::config::Settings;
 use crate::experiment::config::Mode;
 use crate::experiment::{Outcome, ScenarioTotals};
+use crate::units::trim_float;
 
 /// The exit code of a run that ended with the SLA broken (k6 uses the same for failed
 /// thresholds); 2 is a config error and 1 a runtime failure.

@@ -2,20 +2,20 @@
 //! arrival rate and dropped iterations), TPS, p95 and error percentage over the last interval.
 //!
 //! At a terminal ([`Display::Bars`]) each scenario gets a live `indicatif` bar redrawn every
-//! second; log lines go through [`LogWriter`] so they print above the bars instead of through
+//! second; log lines go through [`crate::logging::LogWriter`] so they print above the bars instead of through
 //! them. Elsewhere ([`Display::Lines`]) a `progress` log line is written every
 //! `log.progress_interval`. `--quiet` turns both off.
 
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::raw::ExecutorKind;
 use crate::load::vu::ScenarioCtx;
+use crate::logging::terminal;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,27 +31,6 @@ pub enum Display {
 
 /// How often the bars are redrawn with new figures.
 const BAR_EVERY: Duration = Duration::from_secs(1);
-
-/// The terminal's bars: one set per process, because there is one stderr.
-pub fn terminal() -> &'static MultiProgress {
-    static T: OnceLock<MultiProgress> = OnceLock::new();
-    T.get_or_init(MultiProgress::new)
-}
-
-/// A stderr writer for the log that suspends the bars while a line is written, so log lines
-/// and bars do not overwrite each other.
-pub struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        terminal().suspend(|| std::io::stderr().write_all(buf))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
 
 /// One scenario's figures over the last interval.
 struct Sample {
