@@ -135,6 +135,8 @@ fn a_plan_exits_0_when_the_sla_holds_and_99_when_p95_breaks_it() {
     let junit_path = dir.path().join("junit.xml");
     validate_junit(&junit_path);
     let junit = std::fs::read_to_string(&junit_path).unwrap();
+    // The bearer token is in neither file.
+    assert!(!junit.contains("ci-token") && !s.to_string().contains("ci-token"));
     assert_eq!(
         failure_message(&junit, "p95").as_deref(),
         p95["text"].as_str(),

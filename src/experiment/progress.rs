@@ -70,6 +70,8 @@ impl Sample {
 struct Tracker {
     ctx: Arc<ScenarioCtx>,
     last: (u64, u64),
+    /// Dropped iterations before this plan started (the counter spans repeated runs).
+    dropped_before: u64,
     bar: Option<ProgressBar>,
 }
 
@@ -101,7 +103,7 @@ impl Tracker {
             arrival: open.then(|| {
                 (
                     ctx.metrics.arrival_rate_target.get(),
-                    ctx.metrics.dropped.get(),
+                    ctx.metrics.dropped.get() - self.dropped_before,
                 )
             }),
             tps: dn as f64 / dt,
@@ -184,6 +186,7 @@ pub fn spawn(
         .into_iter()
         .map(|ctx| Tracker {
             last: ctx.totals(),
+            dropped_before: ctx.metrics.dropped.get(),
             bar: match display {
                 Display::Bars { color } => Some(bar(&ctx.scenario.name, width, total, color)),
                 _ => None,
