@@ -6,6 +6,7 @@ pub mod observer;
 pub mod plan;
 pub mod progress;
 pub mod search;
+pub mod start;
 pub mod summary;
 pub mod sweep;
 
