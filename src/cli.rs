@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::logging::LogFormat;
 use crate::load::plan::Shard;
+use crate::logging::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check a config file and print it with secrets redacted; exit 2 if it is invalid.
     Validate(ValidateArgs),
+    /// One capacity analysis of a (sharded) run from Prometheus: the same report as `run`.
+    Analyze(crate::analyze::AnalyzeArgs),
     /// The embedded default: sweep a demo-target child process and print a recommendation.
     Demo(crate::demo::DemoArgs),
     /// Run the emulated AI image API with known per-request costs.
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(a) => run(a),
         Command::Validate(a) => validate(a),
+        Command::Analyze(a) => crate::analyze::main(a),
         Command::Demo(a) => crate::demo::main(a),
         Command::DemoTarget(a) => crate::demo_target::main(a),
     }
@@ -153,7 +156,9 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if scale.shard.count > 1 && settings.raw.experiment.mode != crate::experiment::config::Mode::Plan {
+    if scale.shard.count > 1
+        && settings.raw.experiment.mode != crate::experiment::config::Mode::Plan
+    {
         eprintln!(
             "error: experiment.mode: {} sets container limits and judges the SLA on the whole load, so it runs in one process; got shard {}/{} (run the plan sharded and `loadspec analyze` it instead)",
             settings.raw.experiment.mode.as_str(),
@@ -219,7 +224,12 @@ mod tests {
     }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]

@@ -295,7 +295,10 @@ async fn exit_grace(
         return;
     }
     let seen = state.scrapes.load(Ordering::Relaxed);
-    tracing::info!(?grace, "plan finished; waiting for a last scrape of /metrics before exiting");
+    tracing::info!(
+        ?grace,
+        "plan finished; waiting for a last scrape of /metrics before exiting"
+    );
     let scraped = async {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
         while state.scrapes.load(Ordering::Relaxed) == seen {

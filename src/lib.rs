@@ -18,6 +18,7 @@
 //! - [`shutdown`]: cancellation, draining and signal handling.
 
 pub mod analysis;
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod containers;

@@ -244,4 +244,10 @@ pub async fn observe(
             break;
         }
     }
+    // No stage runs any more: the stage series go, so a query over Prometheus (`loadspec
+    // analyze`) sees where the last stage ended instead of an idle tail.
+    if let Some(p) = prev_stage {
+        let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
+    }
+    let _ = metrics.stage_index.remove_label_values(&[&name]);
 }

@@ -150,10 +150,7 @@ pub async fn run_plan(
 /// The plan's time origin: now, or the common start. A start ahead is waited for (a drain ends
 /// the wait: `None`); a start behind puts the origin in the past, so every executor finds
 /// itself part-way into its schedule and joins in phase instead of shifting the plan.
-async fn origin(
-    at: Option<super::start::StartAt>,
-    stop: &Stop,
-) -> Option<(SystemTime, Instant)> {
+async fn origin(at: Option<super::start::StartAt>, stop: &Stop) -> Option<(SystemTime, Instant)> {
     use super::start::Offset;
     let Some(at) = at else {
         return Some((SystemTime::now(), Instant::now()));

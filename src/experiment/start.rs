@@ -124,24 +124,39 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.unix_seconds(), 1_796_083_200);
         let frac = StartAt::parse("1796083200.5\n").unwrap().unwrap();
-        assert_eq!(frac.0.duration_since(a.0).unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            frac.0.duration_since(a.0).unwrap(),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]
     fn zero_and_empty_mean_unset_and_nonsense_is_an_error() {
         assert_eq!(StartAt::parse("0\n"), Ok(None));
         assert_eq!(StartAt::parse(""), Ok(None));
-        assert!(matches!(StartAt::parse("tomorrow"), Err(StartAtError::Syntax(_))));
+        assert!(matches!(
+            StartAt::parse("tomorrow"),
+            Err(StartAtError::Syntax(_))
+        ));
         // Milliseconds given as seconds.
-        assert!(matches!(StartAt::parse("1796083200000"), Err(StartAtError::Range(_))));
+        assert!(matches!(
+            StartAt::parse("1796083200000"),
+            Err(StartAtError::Range(_))
+        ));
         assert!(matches!(StartAt::parse("-5"), Err(StartAtError::Range(_))));
     }
 
     #[test]
     fn offset_says_ahead_or_behind() {
         let s = StartAt::parse("1796083200").unwrap().unwrap();
-        assert_eq!(s.offset_from(s.0 - Duration::from_secs(3)), Offset::Ahead(Duration::from_secs(3)));
-        assert_eq!(s.offset_from(s.0 + Duration::from_secs(7)), Offset::Behind(Duration::from_secs(7)));
+        assert_eq!(
+            s.offset_from(s.0 - Duration::from_secs(3)),
+            Offset::Ahead(Duration::from_secs(3))
+        );
+        assert_eq!(
+            s.offset_from(s.0 + Duration::from_secs(7)),
+            Offset::Behind(Duration::from_secs(7))
+        );
     }
 
     #[test]
