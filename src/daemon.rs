@@ -211,7 +211,16 @@ pub async fn run(
                 .push("the experiment was interrupted before its plan ended".into());
         }
         let analysis = analysis_for(&settings, &outcome.stages, &outcome.scenario);
-        model_metrics.update(&analysis);
+        if opts.shard.count > 1 {
+            // One shard's load against the whole stack's containers: its fits are not the run's,
+            // so it neither exports model gauges nor lets its report pass for the answer.
+            run.notes.push(format!(
+                "this process ran shard {} of {}: its stages hold this shard's load only, so its models are not the run's; `loadspec analyze --prometheus URL --run-id {}` gives the whole picture",
+                opts.shard.index, opts.shard.count, run.run_id
+            ));
+        } else {
+            model_metrics.update(&analysis);
+        }
         if opts.print_summary {
             println!(
                 "{}",

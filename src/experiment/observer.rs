@@ -137,6 +137,11 @@ pub async fn observe(
             _ = done.cancelled() => break,
             _ = stop.drain.cancelled() => break,
         }
+        if Instant::now() >= stage_end {
+            // A shard that joined late (`--start-at` in the past) skips the stages already over
+            // instead of reporting empty windows for them.
+            continue;
+        }
         if let Some(p) = prev_stage.take() {
             let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
         }

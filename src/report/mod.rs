@@ -248,4 +248,16 @@ mod tests {
         assert_eq!(report_dir_name(&r), "_.._etc_x_y-19700102T000000Z");
         assert!(report_dir_name(&RunInfo::new("")).starts_with("run-"));
     }
+
+    #[test]
+    fn shards_of_one_run_write_to_folders_that_name_the_shard() {
+        let mut run = RunInfo::new("plan-1796083200");
+        run.started = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_083_200));
+        assert_eq!(report_dir_name(&run), "plan-1796083200-20261201T000000Z");
+        run.shard = Some("1/3".into());
+        assert_eq!(
+            report_dir_name(&run),
+            "plan-1796083200-20261201T000000Z-shard-1of3"
+        );
+    }
 }
