@@ -104,7 +104,7 @@ fn validate(a: ValidateArgs) -> ExitCode {
 #[derive(Debug, PartialEq)]
 struct ScaleOut {
     shard: Shard,
-    start_at: Option<crate::experiment::start::StartAt>,
+    start_at: Option<crate::config::start::StartAt>,
     run_id: Option<String>,
 }
 
@@ -125,12 +125,12 @@ impl ScaleOut {
             (None, _, None) => Shard::default(),
         };
         let start_at = match a.start_at.as_deref() {
-            Some(raw) => crate::experiment::start::StartAt::parse(raw)
+            Some(raw) => crate::config::start::StartAt::parse(raw)
                 .map_err(|e| format!("--start-at (LOADSPEC_START_AT): {e}"))?,
             None => None,
         };
         if let Some(id) = &a.run_id {
-            crate::experiment::start::check_run_id(id)
+            crate::config::start::check_run_id(id)
                 .map_err(|e| format!("--run-id (LOADSPEC_RUN_ID): {e}"))?;
         }
         Ok(Self {

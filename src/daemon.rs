@@ -15,7 +15,7 @@ use crate::analysis::{analyze, CapacityAnalysis, StageSummary};
 use crate::config::raw::OnFinish;
 use crate::config::Settings;
 use crate::containers::SnapshotRx;
-use crate::experiment::{run_experiment, summary, Outcome, Runtime};
+use crate::experiment::{console, run_experiment, Outcome, Runtime};
 use crate::load::executor::Stop;
 use crate::load::plan::Shard;
 use crate::metrics::LoadMetrics;
@@ -34,7 +34,7 @@ pub struct DaemonOptions {
     /// Print the end-of-run summary to stdout.
     pub print_summary: bool,
     /// `--start-at`: overrides `experiment.start_at`.
-    pub start_at: Option<crate::experiment::start::StartAt>,
+    pub start_at: Option<crate::config::start::StartAt>,
     /// `--run-id`: overrides `experiment.run_id`.
     pub run_id: Option<String>,
 }
@@ -133,7 +133,7 @@ pub async fn run(
         let start_at = (runs == 1 && mode == crate::experiment::config::Mode::Plan)
             .then(|| opts.start_at.or(settings.raw.experiment.start_at))
             .flatten();
-        let run_id = crate::experiment::start::run_id(
+        let run_id = crate::config::start::run_id(
             opts.run_id
                 .as_deref()
                 .or(settings.raw.experiment.run_id.as_deref()),
@@ -224,7 +224,7 @@ pub async fn run(
         if opts.print_summary {
             println!(
                 "{}",
-                summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
+                console::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
             );
             for n in &run.notes {
                 println!("  * {n}");

@@ -18,7 +18,7 @@ use prom::{PromError, Prometheus};
 use stages::{ContainerSeries, Reader};
 
 use crate::analysis::{analyze, StageSummary};
-use crate::experiment::start::{check_run_id, StartAt};
+use crate::config::start::{check_run_id, StartAt};
 use crate::report::RunInfo;
 
 /// The most points one range query asks for (Prometheus refuses more than 11,000).
@@ -254,7 +254,7 @@ async fn run(a: AnalyzeArgs) -> Result<(), AnalyzeError> {
     ));
     println!(
         "{}",
-        crate::experiment::summary::render_table(&crate::report::tables::stages(
+        crate::experiment::console::render_table(&crate::report::tables::stages(
             &stages, &analysis
         ))
     );
@@ -264,7 +264,7 @@ async fn run(a: AnalyzeArgs) -> Result<(), AnalyzeError> {
     );
     println!(
         "{}",
-        crate::experiment::summary::render_table(&crate::report::tables::models(&analysis))
+        crate::experiment::console::render_table(&crate::report::tables::models(&analysis))
     );
     let dir = a.out.clone().unwrap_or_else(|| raw.reports.dir.clone());
     let paths = tokio::task::spawn_blocking(move || {

@@ -26,7 +26,7 @@ pub struct Runtime {
     /// Summaries published as stages end, for /report and the API.
     pub live: Arc<Mutex<Vec<StageSummary>>>,
     /// The common wall-clock start of a sharded run (plan mode, first run only).
-    pub origin: Option<super::start::StartAt>,
+    pub origin: Option<crate::config::start::StartAt>,
 }
 
 /// Whole-run figures of one scenario, for the end-of-run summary.
@@ -150,15 +150,18 @@ pub async fn run_plan(
 /// The plan's time origin: now, or the common start. A start ahead is waited for (a drain ends
 /// the wait: `None`); a start behind puts the origin in the past, so every executor finds
 /// itself part-way into its schedule and joins in phase instead of shifting the plan.
-async fn origin(at: Option<super::start::StartAt>, stop: &Stop) -> Option<(SystemTime, Instant)> {
-    use super::start::Offset;
+async fn origin(
+    at: Option<crate::config::start::StartAt>,
+    stop: &Stop,
+) -> Option<(SystemTime, Instant)> {
+    use crate::config::start::Offset;
     let Some(at) = at else {
         return Some((SystemTime::now(), Instant::now()));
     };
     let now = Instant::now();
     match at.offset_from(SystemTime::now()) {
         Offset::Ahead(d) => {
-            let d = d.min(super::start::MAX_AHEAD);
+            let d = d.min(crate::config::start::MAX_AHEAD);
             tracing::info!(start_at = %String::from(at), wait = ?d, "waiting for the common start");
             tokio::select! {
                 _ = tokio::time::sleep_until(now + d) => Some((at.0, now + d)),
