@@ -35,11 +35,12 @@
 //! 4. [`metrics`], [`report`], [`config`], [`demo_target`]
 //! 5. [`experiment`], [`server`]
 //! 6. [`ci`]
-//! 7. [`daemon`]
+//! 7. [`daemon`], [`analyze`]
 //! 8. [`demo`]
 //! 9. [`cli`]
 
 pub mod analysis;
+pub mod analyze;
 pub mod ci;
 pub mod cli;
 pub mod config;

@@ -108,6 +108,11 @@ pub struct LifecycleConfig {
     /// How long SIGTERM waits for in-flight requests before giving up on them.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// With `on_finish = "exit"`: keep serving `/metrics` after the plan until one more scrape
+    /// has taken the final values, for at most this long (0s: exit at once). A Kubernetes Job's
+    /// pods then complete without losing their last samples.
+    #[serde(with = "humantime_serde")]
+    pub exit_grace: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -115,6 +120,7 @@ impl Default for LifecycleConfig {
         Self {
             on_finish: OnFinish::Idle,
             drain_timeout: Duration::from_secs(30),
+            exit_grace: Duration::ZERO,
         }
     }
 }
