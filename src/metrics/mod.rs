@@ -13,6 +13,7 @@
 pub mod containers;
 pub mod family;
 pub mod model;
+pub mod process;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -98,9 +99,10 @@ impl LoadMetrics {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
         {
-            let _ = r.register(Box::new(
+            // Its whole-second CPU counter is replaced by `process::ProcessCpu` in `expose`.
+            let _ = r.register(Box::new(process::WithoutCpu(
                 prometheus::process_collector::ProcessCollector::for_self(),
-            ));
+            )));
         }
         let config_reload_ok_family: Family<Gauge> = single(
             "loadspec_config_last_reload_successful",
@@ -301,6 +303,7 @@ impl Expose for LoadMetrics {
         for f in families {
             f.expose(out);
         }
+        process::ProcessCpu.expose(out);
     }
 }
 
