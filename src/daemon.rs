@@ -81,8 +81,10 @@ pub async fn run(
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
-    let metrics = Arc::new(LoadMetrics::new(&settings.raw.metrics.buckets));
-    metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+    let metrics = Arc::new(LoadMetrics::new(&crate::metrics::buckets::for_config(
+        &settings.raw,
+    )));
+    metrics.apply_config(&settings.raw);
     metrics.config_reload_ok.set(1);
     let background = CancellationToken::new();
     let _guard = background.clone().drop_guard();
@@ -231,7 +233,7 @@ pub async fn run(
         }
         if let Some(new) = pending.take() {
             settings = new;
-            metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+            metrics.apply_config(&settings.raw);
             continue 'runs;
         }
         match settings.raw.lifecycle.on_finish {
@@ -245,7 +247,7 @@ pub async fn run(
                         Some(SignalEvent::Reload) => {
                             if let Some(new) = reload(&opts.config_path, &metrics) {
                                 settings = new;
-                                metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+                                metrics.apply_config(&settings.raw);
                                 continue 'runs;
                             }
                         }

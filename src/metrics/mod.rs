@@ -10,6 +10,7 @@
 //! check: `pass` when a response arrived with an expected status and every capture of the step
 //! succeeded, else `fail`. So the error ratio is `checks{result="fail"} / checks`.
 
+pub mod buckets;
 pub mod containers;
 pub mod family;
 pub mod model;
@@ -17,12 +18,13 @@ pub mod process;
 pub mod text;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::Registry;
 
-use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
+use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram, WindowMax};
 use self::text::Expose;
+use crate::config::raw::RawConfig;
 use crate::config::{PricesConfig, SlaConfig};
 
 /// Why a request got no response.
@@ -62,11 +64,12 @@ const S: &[&str] = &["scenario"];
 /// by [`Expose`]; `registry` holds the rest (the process collector and the model gauges).
 pub struct LoadMetrics {
     pub registry: Registry,
-    duration: Family<Histogram>,
+    /// Rebuilt by [`LoadMetrics::set_buckets`] when the buckets change.
+    latency: RwLock<Arc<Latency>>,
+    duration_max: Family<WindowMax>,
     requests: Arc<Family<Counter>>,
     failures: Family<Counter>,
     checks: Family<Counter>,
-    iteration_duration: Family<Histogram>,
     vus: Family<Gauge>,
     vus_target: Family<Gauge>,
     arrival_rate_target: Family<GaugeF>,
@@ -77,6 +80,7 @@ pub struct LoadMetrics {
     pub stage_index: Family<Gauge>,
     pub stage_info: Family<Gauge>,
     sla_latency: Family<GaugeF>,
+    sla_latency_bucket: Family<Gauge>,
     sla_error_ratio: Family<GaugeF>,
     sla_cpu: Family<GaugeF>,
     price_vcpu: Family<GaugeF>,
@@ -109,11 +113,12 @@ impl LoadMetrics {
             "1 if the last config (re)load was valid.",
         );
         Self {
-            duration: Family::new(
-                "loadspec_http_request_duration_seconds",
-                "Time from the (intended) send to the last response byte, responses only.",
+            latency: RwLock::new(Arc::new(Latency::new(buckets))),
+            duration_max: Family::new(
+                "loadspec_http_request_duration_max_seconds",
+                "Highest latency of the responses completed in the last 10 s (no sample while none did).",
                 SR,
-                Buckets::new(buckets),
+                (),
             ),
             requests: Arc::new(Family::new(
                 "loadspec_http_requests_total",
@@ -132,12 +137,6 @@ impl LoadMetrics {
                 "One check per completed request: expected status and captures.",
                 &["scenario", "request", "result"],
                 (),
-            ),
-            iteration_duration: Family::new(
-                "loadspec_iteration_duration_seconds",
-                "Duration of whole iterations (all steps, without think time).",
-                S,
-                Buckets::new(buckets),
             ),
             vus: Family::new("loadspec_vus", "VUs running iterations now.", S, ()),
             vus_target: Family::new(
@@ -189,6 +188,12 @@ impl LoadMetrics {
                 &["target_quantile"],
                 (),
             ),
+            sla_latency_bucket: Family::new(
+                "loadspec_sla_latency_bucket_info",
+                "1 for each latency SLA: le is the bucket edge of the duration histograms at its threshold.",
+                &["target_quantile", "le"],
+                (),
+            ),
             sla_error_ratio: single(
                 "loadspec_sla_error_ratio",
                 "Highest acceptable error ratio.",
@@ -217,17 +222,48 @@ impl LoadMetrics {
         }
     }
 
-    /// Export the SLA and prices so rules compare against the config.
+    /// Use `raw`'s buckets (with its SLA edges) and export its SLA and prices. Call it with
+    /// each (re)loaded config, between runs.
+    pub fn apply_config(&self, raw: &RawConfig) {
+        self.set_buckets(&buckets::for_config(raw));
+        self.set_sla(&raw.sla, &raw.prices);
+    }
+
+    /// Give the latency histograms these bounds. When they differ from the current ones the
+    /// families start afresh (Prometheus' `rate()` reads that as a counter reset); handles
+    /// taken before keep recording into the old ones, so call it between runs.
+    pub fn set_buckets(&self, bounds: &[f64]) {
+        let mut l = self.latency.write().unwrap_or_else(|e| e.into_inner());
+        if l.bounds != bounds {
+            *l = Arc::new(Latency::new(bounds));
+        }
+    }
+
+    fn latency(&self) -> Arc<Latency> {
+        self.latency
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Export the SLA and prices so rules compare against the config. The latency SLAs are
+    /// also exported as the `le` of their bucket, which [`LoadMetrics::apply_config`] makes
+    /// an edge, so rules read the exact count of responses within each.
     pub fn set_sla(&self, sla: &SlaConfig, prices: &PricesConfig) {
-        self.sla_latency
-            .with_label_values(&["0.95"])
-            .set(sla.latency_p95.as_secs_f64());
-        if let Some(p99) = sla.latency_p99 {
-            self.sla_latency
-                .with_label_values(&["0.99"])
-                .set(p99.as_secs_f64());
-        } else {
-            let _ = self.sla_latency.remove_label_values(&["0.99"]);
+        self.sla_latency_bucket.clear();
+        for (q, d) in [("0.95", Some(sla.latency_p95)), ("0.99", sla.latency_p99)] {
+            match d {
+                Some(d) => {
+                    let secs = buckets::secs(d);
+                    self.sla_latency.with_label_values(&[q]).set(secs);
+                    self.sla_latency_bucket
+                        .with_label_values(&[q, &family::le_value(secs)])
+                        .set(1);
+                }
+                None => {
+                    let _ = self.sla_latency.remove_label_values(&[q]);
+                }
+            }
         }
         for (g, v) in [
             (&self.sla_error_ratio, sla.error_ratio),
@@ -250,7 +286,7 @@ impl LoadMetrics {
             iterations: self.iterations.with_label_values(&l),
             data_sent: self.data_sent.with_label_values(&l),
             data_received: self.data_received.with_label_values(&l),
-            iteration_duration: self.iteration_duration.with_label_values(&l),
+            iteration_duration: self.latency().iteration.with_label_values(&l),
         }
     }
 
@@ -259,7 +295,8 @@ impl LoadMetrics {
         let l = [scenario, request];
         // Create the pass/fail and failure series up front so rate() works from the start.
         StepMetrics {
-            duration: self.duration.with_label_values(&l),
+            duration: self.latency().duration.with_label_values(&l),
+            duration_max: self.duration_max.with_label_values(&l),
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: Arc::clone(&self.requests),
             scenario: scenario.to_string(),
@@ -277,7 +314,8 @@ impl LoadMetrics {
 impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
-        let families: [&dyn Expose; 21] = [
+        let latency = self.latency();
+        let families: [&dyn Expose; 23] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -285,15 +323,17 @@ impl Expose for LoadMetrics {
             &self.data_received,
             &self.data_sent,
             &self.dropped,
-            &self.duration,
+            &self.duration_max,
+            &latency.duration,
             &self.failures,
             &*self.requests,
-            &self.iteration_duration,
+            &latency.iteration,
             &self.iterations,
             &self.price_mem,
             &self.price_vcpu,
             &self.sla_cpu,
             &self.sla_error_ratio,
+            &self.sla_latency_bucket,
             &self.sla_latency,
             &self.stage_index,
             &self.stage_info,
@@ -304,6 +344,33 @@ impl Expose for LoadMetrics {
             f.expose(out);
         }
         process::ProcessCpu.expose(out);
+    }
+}
+
+/// The latency histogram families, which share one set of buckets.
+struct Latency {
+    bounds: Vec<f64>,
+    duration: Family<Histogram>,
+    iteration: Family<Histogram>,
+}
+
+impl Latency {
+    fn new(bounds: &[f64]) -> Self {
+        Self {
+            bounds: bounds.to_vec(),
+            duration: Family::new(
+                "loadspec_http_request_duration_seconds",
+                "Time from the (intended) send to the last response byte, responses only.",
+                SR,
+                Buckets::new(bounds),
+            ),
+            iteration: Family::new(
+                "loadspec_iteration_duration_seconds",
+                "Duration of whole iterations (all steps, without think time).",
+                S,
+                Buckets::new(bounds),
+            ),
+        }
     }
 }
 
@@ -323,6 +390,7 @@ const CODES: usize = 500;
 
 pub struct StepMetrics {
     pub duration: Histogram,
+    duration_max: WindowMax,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
     scenario: String,
@@ -333,6 +401,12 @@ pub struct StepMetrics {
 }
 
 impl StepMetrics {
+    /// Record the latency of a response: the histogram and the windowed maximum.
+    pub fn latency(&self, secs: f64) {
+        self.duration.observe(secs);
+        self.duration_max.observe(secs);
+    }
+
     /// Count a response with this status.
     pub fn response(&self, code: u16) {
         let slot = (code as usize).saturating_sub(100).min(CODES - 1);
@@ -367,5 +441,61 @@ impl StepMetrics {
                 *into.entry(r.as_str().to_string()).or_default() += c.get();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn scrape(m: &LoadMetrics) -> String {
+        let mut out = Vec::new();
+        m.expose(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn sla_latencies_are_bucket_edges_and_exported_with_their_le() {
+        let mut raw = RawConfig::default();
+        raw.metrics.buckets = vec![0.5, 1.0, 2.5];
+        raw.sla.latency_p95 = Duration::from_millis(1805);
+        raw.sla.latency_p99 = Some(Duration::from_secs(3));
+        let m = LoadMetrics::new(&buckets::for_config(&raw));
+        m.apply_config(&raw);
+        let step = m.step("s", "r");
+        step.latency(1.8);
+        step.latency(1.81);
+        step.latency(0.2);
+        let t = scrape(&m);
+        // The bucket at the p95 SLA counts exactly the responses within it: 2 of 3.
+        for line in [
+            r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="1.805"} 2"#,
+            r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="3"} 3"#,
+            r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",le="1.805"} 1"#,
+            r#"loadspec_sla_latency_bucket_info{target_quantile="0.99",le="3"} 1"#,
+            r#"loadspec_sla_latency_seconds{target_quantile="0.95"} 1.805"#,
+            r#"loadspec_http_request_duration_max_seconds{scenario="s",request="r"} 1.81"#,
+        ] {
+            assert!(t.lines().any(|l| l == line), "no {line} in:\n{t}");
+        }
+        // A reload with another SLA: new edges, the old info series gone, histograms afresh.
+        raw.sla.latency_p95 = Duration::from_millis(700);
+        raw.sla.latency_p99 = None;
+        m.apply_config(&raw);
+        let step = m.step("s", "r");
+        step.latency(0.6);
+        let t = scrape(&m);
+        assert!(
+            t.contains(r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="0.7"} 1"#),
+            "{t}"
+        );
+        assert!(!t.contains("le=\"1.805\""), "{t}");
+        assert!(!t.contains("target_quantile=\"0.99\""), "{t}");
+        assert!(
+            t.contains(r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",le="0.7"} 1"#),
+            "{t}"
+        );
     }
 }
