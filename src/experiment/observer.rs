@@ -128,7 +128,6 @@ pub async fn observe(
         settle,
     } = w;
     let name = ctx.scenario.name.clone();
-    let mut prev_stage: Option<String> = None;
     for st in ctx.scenario.schedule.stages() {
         let stage_start = t0 + st.start;
         let stage_end = stage_start + st.duration;
@@ -137,18 +136,11 @@ pub async fn observe(
             _ = done.cancelled() => break,
             _ = stop.drain.cancelled() => break,
         }
-        if let Some(p) = prev_stage.take() {
-            let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
-        }
+        metrics.set_stage(&name, Some(&st.name));
         metrics
             .stage_index
             .with_label_values(&[&name])
             .set(st.index as i64);
-        metrics
-            .stage_info
-            .with_label_values(&[&name, &st.name])
-            .set(1);
-        prev_stage = Some(st.name.clone());
         tracing::info!(scenario = %name, stage = %st.name, vus = st.vus, rate = ?st.rate,
             duration = %humantime::format_duration(st.duration), "stage started");
         let settle = settle.min(st.duration / 2);
@@ -244,4 +236,6 @@ pub async fn observe(
             break;
         }
     }
+    // No stage of this run is active any more; a sweep's next run sets its own.
+    metrics.set_stage(&name, None);
 }

@@ -328,6 +328,14 @@ impl<M: Metric> Family<M> {
         w.remove(&key).is_some()
     }
 
+    /// Keep only the members whose label values pass `keep`.
+    pub fn retain(&self, keep: impl Fn(&[String]) -> bool) {
+        self.children
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+    }
+
     /// Stop exposing every member.
     pub fn clear(&self) {
         self.children

@@ -78,7 +78,7 @@ pub struct LoadMetrics {
     data_sent: Family<Counter>,
     data_received: Family<Counter>,
     pub stage_index: Family<Gauge>,
-    pub stage_info: Family<Gauge>,
+    stage_info: Family<Gauge>,
     sla_latency: Family<GaugeF>,
     sla_latency_bucket: Family<Gauge>,
     sla_error_ratio: Family<GaugeF>,
@@ -272,6 +272,16 @@ impl LoadMetrics {
             (&self.price_mem, prices.memory_gib_hour),
         ] {
             g.with_label_values(&[]).set(v);
+        }
+    }
+
+    /// Make `stage` the only active stage of `scenario` in `loadspec_stage_info` (none with
+    /// `None`): every other stage of the scenario, from this run or an earlier one (a sweep
+    /// runs one plan per VU count), is removed, so dashboards annotate one stage at a time.
+    pub fn set_stage(&self, scenario: &str, stage: Option<&str>) {
+        self.stage_info.retain(|l| l[0] != scenario);
+        if let Some(stage) = stage {
+            self.stage_info.with_label_values(&[scenario, stage]).set(1);
         }
     }
 
