@@ -184,6 +184,8 @@ on_finish = "repeat"
 
 [sla]
 latency_p95 = "2s"
+# Both SLA shares (p95 and p99) must have data.
+latency_p99 = "3s"
 error_ratio = 0.01
 cpu_utilization = 0.85
 
