@@ -466,6 +466,43 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// What a step and the exporter bench's 20 × 5 plan cost `/metrics` with the default
+    /// buckets (docs/observability.md quotes these figures).
+    #[test]
+    fn series_per_step_with_the_default_buckets() {
+        let raw = RawConfig::default();
+        let bounds = buckets::for_config(&raw);
+        assert_eq!(bounds.len(), 43, "update docs/observability.md");
+        let count = |m: &LoadMetrics| {
+            let t = scrape(m);
+            (t.lines().filter(|l| !l.starts_with('#')).count(), t.len())
+        };
+        let m = LoadMetrics::new(&bounds);
+        m.apply_config(&raw);
+        let (base, _) = count(&m);
+        let step = m.step("s", "r");
+        step.response(200);
+        step.latency(0.1);
+        let (one, _) = count(&m);
+        // 43 buckets + +Inf + sum + count, the 10 s max, one status code, 5 failure reasons,
+        // 2 check results.
+        assert_eq!(one - base, 46 + 1 + 1 + 5 + 2);
+        let m = LoadMetrics::new(&bounds);
+        m.apply_config(&raw);
+        for sc in 0..20 {
+            let name = format!("scenario-{sc:02}");
+            let _ = m.scenario(&name);
+            for r in 0..5 {
+                let step = m.step(&name, &format!("request-{r}"));
+                step.response(200);
+                step.latency(0.012345);
+            }
+        }
+        let (series, bytes) = count(&m);
+        eprintln!("20 scenarios x 5 requests: {series} series, {bytes} bytes");
+        assert!((6000..7000).contains(&series), "{series}");
+    }
+
     #[test]
     fn sla_latencies_are_bucket_edges_and_exported_with_their_le() {
         let mut raw = RawConfig::default();
