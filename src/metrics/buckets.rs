@@ -171,6 +171,7 @@ mod tests {
                 }
             }
         }
+        eprintln!("worst: {:.1} % off: {}", worst.0 * 100.0, worst.1);
         assert!(worst.0 < 0.10, "{:.1} % off: {}", worst.0 * 100.0, worst.1);
         // The old default (…0.5, 1, 2.5…) is what the issue measured: far outside.
         let old = [
