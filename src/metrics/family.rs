@@ -224,7 +224,7 @@ impl WindowMax {
     }
 
     fn observe_at(&self, secs: f64, now: u64) {
-        if !(secs >= 0.0) {
+        if secs.is_nan() || secs < 0.0 {
             return;
         }
         let us = ((secs * 1e6) as u64).saturating_add(1).min(VALUE_MASK);
