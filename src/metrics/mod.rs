@@ -162,8 +162,8 @@ impl LoadMetrics {
             ),
             sla_latency_bucket: Family::new(
                 "loadspec_sla_latency_bucket_info",
-                "1 for each latency SLA: le is the bucket edge of the duration histograms at its threshold.",
-                &["target_quantile", "le"],
+                "1 for each latency SLA: edge is the le of the duration histograms' bucket at its threshold.",
+                &["target_quantile", "edge"],
                 (),
             ),
             sla_error_ratio: single(
@@ -219,7 +219,8 @@ impl LoadMetrics {
     }
 
     /// Export the SLA and prices so rules compare against the config. The latency SLAs are
-    /// also exported as the `le` of their bucket, which [`LoadMetrics::apply_config`] makes
+    /// also exported as the `le` of their bucket (label `edge`: promtool rejects an `le`
+    /// label outside a histogram), which [`LoadMetrics::apply_config`] makes
     /// an edge, so rules read the exact count of responses within each.
     pub fn set_sla(&self, sla: &SlaConfig, prices: &PricesConfig) {
         self.sla_latency_bucket.clear();
@@ -423,8 +424,8 @@ mod tests {
         for line in [
             r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="1.805"} 2"#,
             r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="3"} 3"#,
-            r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",le="1.805"} 1"#,
-            r#"loadspec_sla_latency_bucket_info{target_quantile="0.99",le="3"} 1"#,
+            r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",edge="1.805"} 1"#,
+            r#"loadspec_sla_latency_bucket_info{target_quantile="0.99",edge="3"} 1"#,
             r#"loadspec_sla_latency_seconds{target_quantile="0.95"} 1.805"#,
             r#"loadspec_http_request_duration_max_seconds{scenario="s",request="r"} 1.81"#,
         ] {
@@ -444,7 +445,7 @@ mod tests {
         assert!(!t.contains("le=\"1.805\""), "{t}");
         assert!(!t.contains("target_quantile=\"0.99\""), "{t}");
         assert!(
-            t.contains(r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",le="0.7"} 1"#),
+            t.contains(r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",edge="0.7"} 1"#),
             "{t}"
         );
     }
