@@ -15,7 +15,7 @@ use crate::analysis::{analyze, CapacityAnalysis, StageSummary};
 use crate::config::raw::OnFinish;
 use crate::config::Settings;
 use crate::containers::SnapshotRx;
-use crate::experiment::{run_experiment, summary, Outcome, Runtime};
+use crate::experiment::{console, run_experiment, Outcome, Runtime};
 use crate::load::executor::Stop;
 use crate::load::plan::Shard;
 use crate::metrics::LoadMetrics;
@@ -75,16 +75,21 @@ fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
     }
 }
 
+/// Give the metrics a (re)loaded config's latency buckets (with its SLA edges), SLA and
+/// prices; between runs, since new buckets start the histograms afresh.
+fn configure(metrics: &LoadMetrics, settings: &Settings) {
+    let raw = &settings.raw;
+    metrics.configure(&raw.latency_buckets(), &raw.sla, &raw.prices);
+}
+
 /// Run until the plan ends (with `on_finish = exit`) or a drain.
 pub async fn run(
     mut settings: Settings,
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
-    let metrics = Arc::new(LoadMetrics::new(&crate::metrics::buckets::for_config(
-        &settings.raw,
-    )));
-    metrics.apply_config(&settings.raw);
+    let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
+    configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);
     let background = CancellationToken::new();
     let _guard = background.clone().drop_guard();
@@ -195,7 +200,7 @@ pub async fn run(
         if opts.print_summary {
             println!(
                 "{}",
-                summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
+                console::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
             );
             for n in &run.notes {
                 println!("  * {n}");
@@ -233,7 +238,7 @@ pub async fn run(
         }
         if let Some(new) = pending.take() {
             settings = new;
-            metrics.apply_config(&settings.raw);
+            configure(&metrics, &settings);
             continue 'runs;
         }
         match settings.raw.lifecycle.on_finish {
@@ -247,7 +252,7 @@ pub async fn run(
                         Some(SignalEvent::Reload) => {
                             if let Some(new) = reload(&opts.config_path, &metrics) {
                                 settings = new;
-                                metrics.apply_config(&settings.raw);
+                                configure(&metrics, &settings);
                                 continue 'runs;
                             }
                         }

@@ -24,8 +24,30 @@ pub struct RawConfig {
     pub reports: ReportsConfig,
     pub containers: crate::containers::ContainersConfig,
     pub analysis: crate::analysis::AnalysisConfig,
-    pub experiment: crate::experiment::config::ExperimentConfig,
+    pub experiment: super::experiment::ExperimentConfig,
     pub scenarios: Vec<ScenarioConfig>,
+}
+
+impl RawConfig {
+    /// The latency thresholds (seconds) that must be histogram bucket edges: `sla.latency_p95`,
+    /// `sla.latency_p99` and the search's N2 (`experiment.search.latency_p95`).
+    pub fn sla_latency_edges(&self) -> Vec<f64> {
+        [
+            Some(self.sla.latency_p95),
+            self.sla.latency_p99,
+            self.experiment.search.latency_p95,
+        ]
+        .into_iter()
+        .flatten()
+        .map(crate::exposition::buckets::secs)
+        .collect()
+    }
+
+    /// The buckets of the latency histograms: `metrics.buckets` with every SLA latency added
+    /// as an edge, so the bucket at the SLA counts exactly the responses within it.
+    pub fn latency_buckets(&self) -> Vec<f64> {
+        crate::exposition::buckets::with_edges(&self.metrics.buckets, &self.sla_latency_edges())
+    }
 }
 
 /// Where `/metrics`, `/healthz`, `/readyz` and `/report` are served.
@@ -43,6 +65,8 @@ impl Default for ServerConfig {
     }
 }
 
+pub use crate::load::body::{BodyConfig, FilePart, TextPart};
+pub use crate::load::plan::{DataMode, ExecutorKind};
 pub use crate::logging::LogFormat;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,7 +146,7 @@ impl Default for LifecycleConfig {
 pub struct MetricsConfig {
     /// Histogram buckets of `loadspec_http_request_duration_seconds` and
     /// `loadspec_iteration_duration_seconds`, seconds. The default (see
-    /// [`crate::metrics::buckets`]) resolves a p95 within 10 % from 5 ms to 10 s and reaches
+    /// [`crate::exposition::buckets`]) resolves a p95 within 10 % from 5 ms to 10 s and reaches
     /// 120 s because AI endpoints are slow. The SLA latencies are always added as edges.
     pub buckets: Vec<f64>,
 }
@@ -130,7 +154,7 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
-            buckets: crate::metrics::buckets::DEFAULT.to_vec(),
+            buckets: crate::exposition::buckets::DEFAULT.to_vec(),
         }
     }
 }
@@ -148,28 +172,6 @@ impl Default for ReportsConfig {
         Self {
             dir: PathBuf::from("reports"),
             enabled: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExecutorKind {
-    ConstantVus,
-    RampingVus,
-    ConstantArrivalRate,
-    RampingArrivalRate,
-    PerVuIterations,
-}
-
-impl ExecutorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConstantVus => "constant-vus",
-            Self::RampingVus => "ramping-vus",
-            Self::ConstantArrivalRate => "constant-arrival-rate",
-            Self::RampingArrivalRate => "ramping-arrival-rate",
-            Self::PerVuIterations => "per-vu-iterations",
         }
     }
 }
@@ -254,43 +256,6 @@ fn default_method() -> String {
     "GET".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum BodyConfig {
-    Json {
-        json: serde_json::Value,
-    },
-    Form {
-        fields: BTreeMap<String, String>,
-    },
-    Text {
-        text: String,
-        content_type: Option<String>,
-    },
-    Multipart {
-        #[serde(default)]
-        fields: Vec<TextPart>,
-        #[serde(default)]
-        files: Vec<FilePart>,
-    },
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextPart {
-    pub name: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePart {
-    pub name: String,
-    pub path: PathBuf,
-    pub filename: Option<String>,
-    pub content_type: Option<String>,
-}
-
 /// Take a value from a response into a per-VU variable: exactly one of `json` (a JSON
 /// pointer), `header`, or `regex` (first capture group, else the whole match).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -302,16 +267,6 @@ pub struct CaptureConfig {
     pub regex: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DataMode {
-    /// Row `vu % rows` for every iteration of a VU.
-    #[default]
-    PerVu,
-    /// The next row for every iteration, shared across VUs.
-    RoundRobin,
-}
-
 /// Rows of values (prompts, credentials) read once at start; columns become `${column}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -319,4 +274,23 @@ pub struct DataConfig {
     pub file: PathBuf,
     #[serde(default)]
     pub mode: DataMode,
+}
+
+#[cfg(test)]
+mod latency_bucket_tests {
+    use super::*;
+
+    #[test]
+    fn every_sla_latency_becomes_an_edge_once() {
+        let mut raw = RawConfig::default();
+        raw.metrics.buckets = vec![0.5, 1.0, 2.5];
+        raw.sla.latency_p95 = Duration::from_millis(1805);
+        raw.sla.latency_p99 = Some(Duration::from_millis(2500));
+        raw.experiment.search.latency_p95 = Some(Duration::from_millis(300));
+        assert_eq!(raw.latency_buckets(), vec![0.3, 0.5, 1.0, 1.805, 2.5]);
+        // The default config: its 2 s SLA is already an edge of the default buckets.
+        let d = RawConfig::default();
+        assert_eq!(d.metrics.buckets, crate::exposition::buckets::DEFAULT);
+        assert_eq!(d.latency_buckets(), crate::exposition::buckets::DEFAULT);
+    }
 }

@@ -1,4 +1,5 @@
-//! Every metric loadspec exports, defined in one place (DESIGN.md §4), on an explicit
+//! Every metric loadspec exports, defined in one place (docs/architecture.md lists where each
+//! is updated; README.md has the table), on an explicit
 //! [`Registry`] so tests can gather it.
 //!
 //! Hot-path design: a request records into pre-resolved handles ([`StepMetrics`]), never
@@ -10,7 +11,6 @@
 //! check: `pass` when a response arrived with an expected status and every capture of the step
 //! succeeded, else `fail`. So the error ratio is `checks{result="fail"} / checks`.
 
-pub mod buckets;
 pub mod containers;
 pub mod model;
 pub mod process;
@@ -23,8 +23,7 @@ use prometheus::Registry;
 
 use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram, WindowMax};
 use self::text::Expose;
-use crate::config::raw::RawConfig;
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 
 pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
 pub use crate::load::FailureReason;
@@ -194,11 +193,11 @@ impl LoadMetrics {
         }
     }
 
-    /// Use `raw`'s buckets (with its SLA edges) and export its SLA and prices. Call it with
-    /// each (re)loaded config, between runs.
-    pub fn apply_config(&self, raw: &RawConfig) {
-        self.set_buckets(&buckets::for_config(raw));
-        self.set_sla(&raw.sla, &raw.prices);
+    /// Use these latency buckets (`RawConfig::latency_buckets`: with the SLA edges) and export
+    /// the SLA and prices. Call it with each (re)loaded config, between runs.
+    pub fn configure(&self, buckets: &[f64], sla: &SlaConfig, prices: &PricesConfig) {
+        self.set_buckets(buckets);
+        self.set_sla(sla, prices);
     }
 
     /// Give the latency histograms these bounds. When they differ from the current ones the
@@ -220,14 +219,14 @@ impl LoadMetrics {
 
     /// Export the SLA and prices so rules compare against the config. The latency SLAs are
     /// also exported as the `le` of their bucket (label `edge`: promtool rejects an `le`
-    /// label outside a histogram), which [`LoadMetrics::apply_config`] makes
+    /// label outside a histogram), which [`LoadMetrics::configure`] is given as
     /// an edge, so rules read the exact count of responses within each.
     pub fn set_sla(&self, sla: &SlaConfig, prices: &PricesConfig) {
         self.sla_latency_bucket.clear();
         for (q, d) in [("0.95", Some(sla.latency_p95)), ("0.99", sla.latency_p99)] {
             match d {
                 Some(d) => {
-                    let secs = buckets::secs(d);
+                    let secs = crate::exposition::buckets::secs(d);
                     self.sla_latency.with_label_values(&[q]).set(secs);
                     self.sla_latency_bucket
                         .with_label_values(&[q, &family::le_value(secs)])
@@ -363,6 +362,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::exposition::buckets;
 
     fn scrape(m: &LoadMetrics) -> String {
         let mut out = Vec::new();
@@ -374,15 +374,15 @@ mod tests {
     /// buckets (docs/observability.md quotes these figures).
     #[test]
     fn series_per_step_with_the_default_buckets() {
-        let raw = RawConfig::default();
-        let bounds = buckets::for_config(&raw);
+        let bounds = buckets::DEFAULT;
         assert_eq!(bounds.len(), 43, "update docs/observability.md");
+        let (sla, prices) = (SlaConfig::default(), PricesConfig::default());
         let count = |m: &LoadMetrics| {
             let t = scrape(m);
             (t.lines().filter(|l| !l.starts_with('#')).count(), t.len())
         };
-        let m = LoadMetrics::new(&bounds);
-        m.apply_config(&raw);
+        let m = LoadMetrics::new(bounds);
+        m.configure(bounds, &sla, &prices);
         let (base, _) = count(&m);
         let step = m.step("s", "r");
         step.response(200);
@@ -391,8 +391,8 @@ mod tests {
         // 43 buckets + +Inf + sum + count, the 10 s max, one status code, 5 failure reasons,
         // 2 check results.
         assert_eq!(one - base, 46 + 1 + 1 + 5 + 2);
-        let m = LoadMetrics::new(&bounds);
-        m.apply_config(&raw);
+        let m = LoadMetrics::new(bounds);
+        m.configure(bounds, &sla, &prices);
         for sc in 0..20 {
             let name = format!("scenario-{sc:02}");
             let _ = m.scenario(&name);
@@ -409,12 +409,22 @@ mod tests {
 
     #[test]
     fn sla_latencies_are_bucket_edges_and_exported_with_their_le() {
-        let mut raw = RawConfig::default();
-        raw.metrics.buckets = vec![0.5, 1.0, 2.5];
-        raw.sla.latency_p95 = Duration::from_millis(1805);
-        raw.sla.latency_p99 = Some(Duration::from_secs(3));
-        let m = LoadMetrics::new(&buckets::for_config(&raw));
-        m.apply_config(&raw);
+        let prices = PricesConfig::default();
+        let mut sla = SlaConfig {
+            latency_p95: Duration::from_millis(1805),
+            latency_p99: Some(Duration::from_secs(3)),
+            ..SlaConfig::default()
+        };
+        let edges = |sla: &SlaConfig| {
+            let e: Vec<f64> = [Some(sla.latency_p95), sla.latency_p99]
+                .into_iter()
+                .flatten()
+                .map(buckets::secs)
+                .collect();
+            buckets::with_edges(&[0.5, 1.0, 2.5], &e)
+        };
+        let m = LoadMetrics::new(&edges(&sla));
+        m.configure(&edges(&sla), &sla, &prices);
         let step = m.step("s", "r");
         step.latency(1.8);
         step.latency(1.81);
@@ -432,9 +442,9 @@ mod tests {
             assert!(t.lines().any(|l| l == line), "no {line} in:\n{t}");
         }
         // A reload with another SLA: new edges, the old info series gone, histograms afresh.
-        raw.sla.latency_p95 = Duration::from_millis(700);
-        raw.sla.latency_p99 = None;
-        m.apply_config(&raw);
+        sla.latency_p95 = Duration::from_millis(700);
+        sla.latency_p99 = None;
+        m.configure(&edges(&sla), &sla, &prices);
         let step = m.step("s", "r");
         step.latency(0.6);
         let t = scrape(&m);

@@ -1,4 +1,4 @@
-//! Histogram buckets of the latency families, and the SLA thresholds that are always edges.
+//! Histogram bucket bounds for latencies: the default, and SLA thresholds as edges.
 //!
 //! Two things decide the buckets:
 //! - **Resolution.** Prometheus interpolates a quantile linearly inside a bucket, so its
@@ -8,12 +8,10 @@
 //!   shapes in the test below (log-normal with σ from 0.25 to 1, and a fixed cost with an
 //!   exponential tail) wherever the p95 lies between 5 ms and 10 s. Above 10 s it is coarser
 //!   (AI endpoints can take minutes).
-//! - **Exact SLA answers.** Every latency threshold of the config (`sla.latency_p95`,
-//!   `sla.latency_p99`, `experiment.search.latency_p95`) is inserted as an edge, so the
-//!   bucket at that edge counts exactly the responses within the SLA and the SLA alert reads
-//!   a fraction, not an interpolated quantile.
-
-use crate::config::raw::RawConfig;
+//! - **Exact SLA answers.** Every latency threshold of the config is inserted as an edge
+//!   ([`with_edges`]; `RawConfig::latency_buckets` lists them), so the bucket at that edge
+//!   counts exactly the responses within the SLA and the SLA alert reads a fraction, not an
+//!   interpolated quantile.
 
 /// `metrics.buckets` by default, in seconds.
 pub const DEFAULT: &[f64] = &[
@@ -21,19 +19,6 @@ pub const DEFAULT: &[f64] = &[
     0.05, 0.063, 0.08, 0.1, 0.125, 0.16, 0.2, 0.25, 0.315, 0.4, 0.5, 0.63, 0.8, 1.0, 1.25, 1.6,
     2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0, 10.0, 12.5, 16.0, 20.0, 30.0, 60.0, 120.0,
 ];
-
-/// The latency thresholds of `raw` (seconds) that must be bucket edges.
-pub fn sla_edges(raw: &RawConfig) -> Vec<f64> {
-    [
-        Some(raw.sla.latency_p95),
-        raw.sla.latency_p99,
-        raw.experiment.search.latency_p95,
-    ]
-    .into_iter()
-    .flatten()
-    .map(secs)
-    .collect()
-}
 
 /// A duration in seconds as the config spells it: `1805ms` is 1.805, where
 /// `Duration::as_secs_f64` gives 1.8050000000000002 (1 + 0.805 rounded twice), which would
@@ -55,11 +40,6 @@ pub fn with_edges(buckets: &[f64], edges: &[f64]) -> Vec<f64> {
     all
 }
 
-/// The buckets the latency histograms use for `raw`: `metrics.buckets` plus the SLA edges.
-pub fn for_config(raw: &RawConfig) -> Vec<f64> {
-    with_edges(&raw.metrics.buckets, &sla_edges(raw))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -67,21 +47,17 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::config::raw::MetricsConfig;
-    use crate::metrics::family::{Buckets, Histogram, Metric};
+    use crate::exposition::family::{Buckets, Histogram, Metric};
 
     #[test]
-    fn sla_thresholds_become_edges_once() {
-        let mut raw = RawConfig::default();
-        raw.metrics.buckets = vec![0.5, 1.0, 2.5];
-        raw.sla.latency_p95 = Duration::from_millis(1805);
-        raw.sla.latency_p99 = Some(Duration::from_millis(2500));
-        raw.experiment.search.latency_p95 = Some(Duration::from_millis(300));
-        assert_eq!(for_config(&raw), vec![0.3, 0.5, 1.0, 1.805, 2.5]);
-        // The default config: its 2 s SLA is already an edge.
-        let d = RawConfig::default();
-        assert_eq!(d.metrics.buckets, DEFAULT);
-        assert_eq!(for_config(&d), DEFAULT);
+    fn edges_are_inserted_once_in_order() {
+        assert_eq!(
+            with_edges(&[0.5, 1.0, 2.5], &[1.805, 0.3, 2.5, f64::NAN, 0.0]),
+            vec![0.3, 0.5, 1.0, 1.805, 2.5]
+        );
+        assert_eq!(secs(Duration::from_millis(1805)), 1.805);
+        // The default's 2 s (the default SLA) is already an edge.
+        assert_eq!(with_edges(DEFAULT, &[2.0]), DEFAULT);
     }
 
     /// Prometheus' `histogram_quantile`: find the bucket holding rank q·count and interpolate
@@ -140,7 +116,7 @@ mod tests {
     /// within 10 % of the HDR p95 (loadspec's reports use HDR with 3 significant digits).
     #[test]
     fn default_buckets_interpolate_p95_within_10_percent_of_hdr() {
-        let bounds = MetricsConfig::default().buckets;
+        let bounds = DEFAULT.to_vec();
         let cfg = Buckets::new(&bounds);
         let mut rng = rand::rngs::StdRng::seed_from_u64(14);
         let mut worst = (0.0f64, String::new());
