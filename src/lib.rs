@@ -16,6 +16,7 @@
 //! - [`server`]: hyper server for `/metrics`, `/healthz`, `/readyz`, `/report`.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
 //! - [`shutdown`]: cancellation, draining and signal handling.
+//! - [`import`]: `loadspec import k6`, a k6 script into a plan.
 
 pub mod analysis;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod demo;
 pub mod demo_target;
 pub mod experiment;
+pub mod import;
 pub mod load;
 pub mod logging;
 pub mod metrics;
