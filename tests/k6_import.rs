@@ -53,7 +53,13 @@ fn import(name: &str, envs: &[(&str, &str)]) -> Plan {
     let path = dir.path().join("plan.toml");
     let script = fixture(name);
     let out = loadspec(
-        &["import", "k6", script.to_str().unwrap(), "-o", path.to_str().unwrap()],
+        &[
+            "import",
+            "k6",
+            script.to_str().unwrap(),
+            "-o",
+            path.to_str().unwrap(),
+        ],
         &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -115,21 +121,30 @@ async fn the_seed_script_uploads_exactly_like_the_s3_example() {
     assert_eq!(sc.executor, ExecutorKind::ConstantVus);
     assert_eq!(sc.vus, Some(5));
     assert_eq!(sc.duration, Some(Duration::from_secs(1)));
-    assert!(plan.text.contains("Nothing in the script was left out"), "{}", plan.text);
+    assert!(
+        plan.text.contains("Nothing in the script was left out"),
+        "{}",
+        plan.text
+    );
 
     let (addr, server) = target(DemoTargetConfig::free()).await;
     let totals = run(plan, addr, Duration::from_secs(30)).await;
     let imported = server.stats();
-    let seen_imported = imported.last_multipart.clone().expect("a multipart body arrived");
+    let seen_imported = imported
+        .last_multipart
+        .clone()
+        .expect("a multipart body arrived");
     let ok = served(&imported, "POST /api/v1/ai-images", 200);
     assert!(ok > 0, "{:?}", imported.requests);
     assert_eq!(totals[0].requests, ok, "every upload was answered 200");
     assert_eq!(totals[0].failed_checks, 0);
 
     // The example, with its own request unchanged, run once against a fresh target.
-    let mut example =
-        loadspec::config::load_raw(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/s3-image-upload.toml")))
-            .expect("the example parses");
+    let mut example = loadspec::config::load_raw(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/s3-image-upload.toml"
+    )))
+    .expect("the example parses");
     example.target.bearer_token = Some("tok-seed".into());
     example.target.base_url = Some("http://127.0.0.1:1".into());
     example.containers = Default::default();
@@ -142,7 +157,10 @@ async fn the_seed_script_uploads_exactly_like_the_s3_example() {
     let (addr2, server2) = target(DemoTargetConfig::free()).await;
     let (dir, _) = dir_with_png();
     run_raw(example, dir, addr2, Duration::from_secs(30)).await;
-    let seen_example = server2.stats().last_multipart.expect("the example's body arrived");
+    let seen_example = server2
+        .stats()
+        .last_multipart
+        .expect("the example's body arrived");
 
     assert_eq!(seen_imported, seen_example, "same fields, bytes and header");
     assert_eq!(seen_imported.field_names, vec!["prompt", "beforeImagePath"]);
@@ -151,4 +169,448 @@ async fn the_seed_script_uploads_exactly_like_the_s3_example() {
     assert_eq!(seen_imported.file_bytes, png.len() as u64);
     assert_eq!(seen_imported.file_fnv64, fnv64(&png));
     assert!(seen_imported.bearer_present);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_become_a_ramping_vus_scenario() {
+    let plan = import("stages.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.executor, ExecutorKind::RampingVus);
+    assert_eq!(
+        sc.start_vus,
+        Some(1),
+        "k6 starts the shortcut's ramp at options.vus (1)"
+    );
+    let stages: Vec<(Duration, f64)> = sc.stages.iter().map(|s| (s.duration, s.target)).collect();
+    assert_eq!(
+        stages,
+        vec![
+            (Duration::from_secs(1), 2.0),
+            (Duration::from_secs(1), 4.0),
+            (Duration::from_millis(500), 0.0)
+        ]
+    );
+    assert!(!sc.step, "k6 ramps linearly");
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    let ok = served(&stats, "GET /api/v1/status/{code}", 200);
+    assert!(
+        ok > 0 && ok == totals[0].requests,
+        "{:?} vs {:?}",
+        stats.requests,
+        totals[0]
+    );
+    assert!(
+        stats.max_in_flight <= 4,
+        "never more than 4 VUs: {}",
+        stats.max_in_flight
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_vu_iterations_with_exec_sends_exactly_vus_times_iterations() {
+    let plan = import("per_vu_iterations.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.name, "readers");
+    assert_eq!(sc.executor, ExecutorKind::PerVuIterations);
+    assert_eq!((sc.vus, sc.iterations), (Some(3), Some(4)));
+    assert_eq!(sc.max_duration, Some(Duration::from_secs(20)));
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    assert_eq!(
+        served(&server.stats(), "GET /api/v1/status/{code}", 200),
+        12
+    );
+    assert_eq!(totals[0].iterations, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_iterations_keep_their_total() {
+    let plan = import("shared_iterations.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.executor, ExecutorKind::PerVuIterations);
+    assert_eq!(
+        (sc.vus, sc.iterations),
+        (Some(2), Some(5)),
+        "10 over 4 VUs → 2 × 5"
+    );
+    assert!(
+        plan.text
+            .contains("10 iterations shared by 4 VUs run as 2 VUs"),
+        "{}",
+        plan.text
+    );
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    run(plan, addr, Duration::from_secs(30)).await;
+    assert_eq!(
+        served(&server.stats(), "GET /api/v1/status/{code}", 201),
+        10
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constant_vus_keeps_vus_duration_and_start_time() {
+    let plan = import("constant_vus.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.executor, ExecutorKind::ConstantVus);
+    assert_eq!(sc.vus, Some(2));
+    assert_eq!(sc.duration, Some(Duration::from_secs(2)));
+    assert_eq!(sc.start, Some(Duration::from_millis(500)));
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    let ok = served(&stats, "GET /healthz", 200);
+    assert!(ok > 0 && ok == totals[0].requests, "{:?}", stats.requests);
+    assert!(stats.max_in_flight <= 2, "{}", stats.max_in_flight);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramping_vus_keeps_start_vus_stages_and_ramp_down() {
+    let plan = import("ramping_vus.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.executor, ExecutorKind::RampingVus);
+    assert_eq!(sc.start_vus, Some(1));
+    assert_eq!(sc.stages.len(), 2);
+    assert_eq!(sc.stages[0].target, 3.0);
+    assert_eq!(sc.graceful_ramp_down, Some(Duration::from_secs(1)));
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    assert!(totals[0].requests > 0);
+    assert_eq!(
+        served(&stats, "GET /api/v1/status/{code}", 200),
+        totals[0].requests
+    );
+    assert!(stats.max_in_flight <= 3, "{}", stats.max_in_flight);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constant_arrival_rate_sends_rate_times_duration() {
+    let plan = import("constant_arrival_rate.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.executor, ExecutorKind::ConstantArrivalRate);
+    assert_eq!(sc.rate, Some(20.0));
+    assert_eq!(sc.time_unit, Some(Duration::from_secs(1)));
+    assert_eq!((sc.pre_allocated_vus, sc.max_vus), (Some(5), Some(10)));
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let t = &totals[0];
+    assert_eq!(
+        t.iterations + t.dropped_iterations,
+        40,
+        "20/s for 2 s: {t:?}"
+    );
+    assert_eq!(
+        served(&server.stats(), "GET /api/v1/status/{code}", 200),
+        t.requests
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramping_arrival_rate_keeps_start_rate_and_stages() {
+    let plan = import("ramping_arrival_rate.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.executor, ExecutorKind::RampingArrivalRate);
+    assert_eq!(sc.start_rate, Some(5.0));
+    assert_eq!(
+        sc.stages.iter().map(|s| s.target).collect::<Vec<_>>(),
+        vec![20.0, 20.0]
+    );
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let t = &totals[0];
+    // 5→20 over 1 s is 12.5 arrivals, then 20: about 32; allow for rounding at the edges.
+    let sent = t.iterations + t.dropped_iterations;
+    assert!((30..=34).contains(&sent), "{t:?}");
+    assert_eq!(
+        served(&server.stats(), "GET /api/v1/status/{code}", 200),
+        t.requests
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_become_the_sla() {
+    let plan = import("thresholds.js", &[]);
+    let raw = plan.raw();
+    assert_eq!(raw.sla.latency_p95, Duration::from_millis(300));
+    assert_eq!(raw.sla.latency_p99, Some(Duration::from_millis(800)));
+    assert_eq!(raw.sla.error_ratio, 0.02);
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    run(plan, addr, Duration::from_secs(30)).await;
+    assert_eq!(served(&server.stats(), "GET /api/v1/status/{code}", 200), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_variables_become_plan_variables() {
+    let envs = [("K6_IMPORT_CODE", "203"), ("K6_IMPORT_RUN", "7")];
+    for (k, v) in envs {
+        std::env::set_var(k, v);
+    }
+    let plan = import("env.js", &envs);
+    let raw = plan.raw();
+    let r = &raw.scenarios[0].requests[0];
+    assert_eq!(r.path.as_deref(), Some("/api/v1/status/${K6_IMPORT_CODE}"));
+    assert_eq!(
+        r.headers.get("X-Run").map(String::as_str),
+        Some("run-${K6_IMPORT_RUN}")
+    );
+    // Without the variable set, the plan is rejected, naming it.
+    let v = Command::new(BIN)
+        .args(["validate", "--config", plan.path.to_str().unwrap()])
+        .env_remove("K6_IMPORT_CODE")
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("K6_IMPORT_CODE"),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    run(plan, addr, Duration::from_secs(30)).await;
+    assert_eq!(served(&server.stats(), "GET /api/v1/status/{code}", 203), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_body_with_bearer_timeout_and_name() {
+    std::env::set_var("K6_IMPORT_TOKEN", "tok-json");
+    let plan = import("json_body.js", &[("K6_IMPORT_TOKEN", "tok-json")]);
+    let raw = plan.raw();
+    let r = &raw.scenarios[0].requests[0];
+    assert_eq!(r.name, "prompt-only");
+    assert_eq!(r.bearer_token.as_deref(), Some("${K6_IMPORT_TOKEN}"));
+    assert_eq!(r.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(r.expect, vec![200]);
+    assert!(
+        r.headers.is_empty(),
+        "Content-Type goes with the json body: {:?}",
+        r.headers
+    );
+    match &r.body {
+        Some(loadspec::config::raw::BodyConfig::Json { json }) => {
+            assert_eq!(json["prompt"], "a quiet room, \"white\" and warm")
+        }
+        other => panic!("not a json body: {other:?}"),
+    }
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    assert_eq!(
+        served(&server.stats(), "POST /api/v1/ai-images/prompt", 200),
+        4
+    );
+    assert_eq!(totals[0].failed_checks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_body_is_a_form() {
+    let plan = import("form.js", &[]);
+    let raw = plan.raw();
+    let r = &raw.scenarios[0].requests[0];
+    assert_eq!(r.expect, vec![200, 201]);
+    assert!(
+        matches!(&r.body, Some(loadspec::config::raw::BodyConfig::Form { fields }) if fields["username"] == "erin")
+    );
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    assert_eq!(
+        stats.logins_by_user.get("erin"),
+        Some(&5),
+        "{:?}",
+        stats.logins_by_user
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_requests_become_steps_in_order() {
+    let plan = import("batch.js", &[]);
+    let raw = plan.raw();
+    let steps: Vec<&str> = raw.scenarios[0]
+        .requests
+        .iter()
+        .map(|r| r.path.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        vec!["/api/v1/status/200", "/api/v1/status/202", "/healthz"]
+    );
+    assert_eq!(
+        raw.scenarios[0].requests[1].expect,
+        vec![202],
+        "the check on responses[1]"
+    );
+    assert!(plan.text.contains("not in parallel"), "{}", plan.text);
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    assert_eq!(served(&stats, "GET /api/v1/status/{code}", 200), 4);
+    assert_eq!(served(&stats, "GET /api/v1/status/{code}", 202), 4);
+    assert_eq!(served(&stats, "GET /healthz", 200), 4);
+    assert_eq!(totals[0].failed_checks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_login_becomes_a_setup_step_whose_token_feeds_the_iteration() {
+    let plan = import("setup_login.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    assert_eq!(sc.setup.len(), 1);
+    assert_eq!(sc.setup[0].captures[0].name, "token");
+    assert_eq!(sc.setup[0].captures[0].json.as_deref(), Some("/token"));
+    assert_eq!(sc.requests[0].bearer_token.as_deref(), Some("${token}"));
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    assert_eq!(
+        stats.logins_by_user.get("frank"),
+        Some(&2),
+        "one login per VU"
+    );
+    assert_eq!(
+        stats.posts_by_user.get("frank"),
+        Some(&6),
+        "{:?}",
+        stats.posts_by_user
+    );
+    assert_eq!(served(&stats, "GET /api/v1/posts", 401), 0);
+    assert_eq!(totals[0].failed_checks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_rows_through_shared_array_become_data() {
+    let plan = import("csv_data.js", &[]);
+    let raw = plan.raw();
+    let sc = &raw.scenarios[0];
+    let data = sc.data.as_ref().expect("a data file");
+    assert_eq!(data.mode, loadspec::config::raw::DataMode::PerVu);
+    assert!(
+        plan.dir.path().join(&data.file).is_file(),
+        "{:?} is relative to the plan",
+        data.file
+    );
+    assert!(data.file.is_relative());
+    assert_eq!(sc.requests[0].captures[0].json.as_deref(), Some("/token"));
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    for user in ["gina", "hank", "ivy"] {
+        assert_eq!(
+            stats.logins_by_user.get(user),
+            Some(&2),
+            "{:?}",
+            stats.logins_by_user
+        );
+        assert_eq!(
+            stats.posts_by_user.get(user),
+            Some(&2),
+            "{:?}",
+            stats.posts_by_user
+        );
+    }
+    assert_eq!(totals[0].failed_checks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleep_becomes_think_time() {
+    let plan = import("sleep.js", &[]);
+    let raw = plan.raw();
+    assert_eq!(
+        raw.scenarios[0].think_time,
+        Some(Duration::from_millis(500))
+    );
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    run(plan, addr, Duration::from_secs(30)).await;
+    // One VU for 2 s with 0.5 s after each request: 4 requests, 5 if the last starts at 2 s.
+    let n = served(&server.stats(), "GET /api/v1/status/{code}", 200);
+    assert!((3..=5).contains(&n), "{n}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_constructs_are_listed_and_strict_refuses_them() {
+    let script = fixture("unsupported.js");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("strict.toml");
+    let strict = loadspec(
+        &[
+            "import",
+            "k6",
+            script.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--strict",
+        ],
+        &[],
+    );
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(!out.exists(), "--strict writes nothing");
+    let err = String::from_utf8_lossy(&strict.stderr);
+    for want in [
+        "unsupported.js:8:49: options.noConnectionReuse is not imported",
+        "unsupported.js:14:5: check \"body is small\"",
+        "unsupported.js:16:3: the call `waiting.add` is not imported",
+        "unsupported.js:17:3: conditions are not imported",
+        "left out: http.get at 18:5",
+        "unsupported.js:20:3: loops are not imported",
+        "left out: http.get at 21:5",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+
+    let plan = import("unsupported.js", &[]);
+    assert!(
+        plan.stderr.contains("5 construct(s) left out"),
+        "{}",
+        plan.stderr
+    );
+    assert!(plan.text.contains("# Left out (5):"), "{}", plan.text);
+    assert!(
+        plan.text.contains("#   17:3: conditions are not imported"),
+        "{}",
+        plan.text
+    );
+    assert!(
+        plan.text.contains("(r) => r.body.length < 100"),
+        "the check is kept as a comment: {}",
+        plan.text
+    );
+    let raw = plan.raw();
+    assert_eq!(
+        raw.scenarios[0].requests.len(),
+        1,
+        "only the unconditional request"
+    );
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    assert_eq!(served(&stats, "GET /api/v1/status/{code}", 200), 2);
+    assert_eq!(served(&stats, "GET /api/v1/status/{code}", 204), 0);
+}
+
+#[test]
+fn a_syntax_error_names_line_and_column() {
+    let script = fixture("syntax_error.js");
+    let out = loadspec(&["import", "k6", script.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("syntax_error.js:4:43: syntax error"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing written");
+}
+
+#[test]
+fn a_missing_script_is_named() {
+    let out = loadspec(&["import", "k6", "/nonexistent/k6/script.js"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read the script /nonexistent/k6/script.js"),
+        "{err}"
+    );
 }
