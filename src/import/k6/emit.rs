@@ -128,7 +128,7 @@ fn prune(v: &mut toml::Value) {
                     || matches!(v, toml::Value::Table(t) if t.is_empty());
                 // Only keys whose absence means the same; an empty JSON body or form stays.
                 let optional = matches!(
-                    &k[..],
+                    k,
                     "setup" | "requests" | "stages" | "captures" | "expect" | "headers"
                 );
                 !((empty && optional) || (k == "step" && matches!(v, toml::Value::Boolean(false))))

@@ -291,3 +291,65 @@ pub fn main(a: K6Args) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn import_text(js: &str, strict: bool) -> Result<Imported, ImportError> {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("s.js");
+        std::fs::write(&script, js).unwrap();
+        import(&script, dir.path(), strict)
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        let src = "ab\n한글x";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 3), (2, 1));
+        assert_eq!(line_col(src, 3 + "한글".len()), (2, 3));
+        assert_eq!(line_col(src, 999), (2, 4));
+    }
+
+    #[test]
+    fn odd_scripts_are_errors_or_findings_never_panics() {
+        let deep = format!(
+            "export default function () {{ http.get({}'http://h/'{}); }}",
+            "(".repeat(500),
+            ")".repeat(500)
+        );
+        for js in [
+            "",
+            "export default 5;",
+            "export const options = 5; export default function () {}",
+            "export const options = { scenarios: 3 }; export default function () {}",
+            "export const options = { scenarios: { a: { executor: 'externally-controlled' } } };",
+            "import http from 'k6/http'; export default function () { http.get(); }",
+            "import http from 'k6/http'; export default function () { http.post('http://h/', open()); }",
+            "import http from 'k6/http'; export default () => http.batch(5);",
+            "import http from 'k6/http'; function f() { return f(); } export default function () { http.get(f()); }",
+            "import http from 'k6/http'; export default function (d) { http.get('http://h/', { headers: { Authorization: d.x ? 'Bearer s3cret' : '' } }); }",
+            deep.as_str(),
+        ] {
+            match import_text(&format!("import http from 'k6/http';\n{js}"), false) {
+                Ok(imp) => assert!(imp.toml.contains("[[scenarios]]")),
+                Err(ImportError::Empty { .. } | ImportError::Syntax { .. }) => {}
+                Err(e) => panic!("{js}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_in_an_unimported_header_is_not_quoted() {
+        let js = "import http from 'k6/http';\nexport default function (d) {\n  http.get('http://h/', { headers: { Authorization: d.x ? 'Bearer s3cret' : 'n' } });\n}";
+        let imp = import_text(js, false).unwrap();
+        assert_eq!(imp.findings.len(), 1, "{:?}", imp.findings);
+        assert!(!imp.toml.contains("s3cret"));
+        assert!(!imp.findings[0].to_string().contains("s3cret"));
+        assert!(matches!(
+            import_text(js, true),
+            Err(ImportError::Strict { .. })
+        ));
+    }
+}

@@ -189,7 +189,7 @@ fn shared_iterations(
     let vus = vus.max(1);
     let v = (1..=vus.min(total.max(1)))
         .rev()
-        .find(|v| total % v == 0)
+        .find(|v| total.is_multiple_of(*v))
         .unwrap_or(1);
     if v != vus {
         let (line, col) = w.pos(at);

@@ -250,7 +250,12 @@ fn headers<'a>(
         let value = match w.text(v, at) {
             Ok(t) => t,
             Err(u) => {
-                let reason = unknown_reason(&u);
+                // A credential header's reason could quote the script's secret; say less.
+                let reason = if is_secret_header(&k) {
+                    "its value is not a string, __ENV or a captured value".to_string()
+                } else {
+                    unknown_reason(&u)
+                };
                 w.report(
                     span_of(&u, at),
                     format!("header {k}: {reason}"),
@@ -268,6 +273,17 @@ fn headers<'a>(
         }
     }
     content_type
+}
+
+fn is_secret_header(name: &str) -> bool {
+    [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-api-key",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn body_of<'a>(
