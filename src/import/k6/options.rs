@@ -10,7 +10,7 @@ use oxc_ast::ast::{Declaration, Expression, ObjectPropertyKind, Program, Stateme
 use oxc_span::{GetSpan, Span};
 
 use super::flow::Walker;
-use super::value::{duration, fmt_duration, Val};
+use super::value::{duration, fmt_duration, label, Val};
 use crate::config::raw::{ExecutorKind, ScenarioConfig, StageConfig};
 
 /// A scenario's schedule and the function whose calls are its iteration.
@@ -222,17 +222,7 @@ fn scenario<'a>(
         );
         return None;
     };
-    let label: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
+    let label = label(name, 64);
     let get = |k: &str| ps.iter().find(|(n, _, _)| n == k).map(|(_, e, _)| *e);
     let Some(executor) = get("executor").and_then(|e| w.eval(e).literal()) else {
         w.report(

@@ -11,7 +11,7 @@ use oxc_ast::ast::CallExpression;
 use oxc_span::Span;
 
 use super::flow::Walker;
-use super::value::{duration, StepRef, Val};
+use super::value::{duration, label, StepRef, Val};
 use crate::config::raw::{BodyConfig, FilePart, RequestConfig, TextPart};
 
 /// One request of the plan, with where the script made it.
@@ -158,12 +158,7 @@ fn add<'a>(
     let url = match w.text(url, at) {
         Ok(u) => u,
         Err(u) => {
-            let reason = unknown_reason(&u);
-            w.report(
-                span_of(&u, at),
-                format!("the URL: {reason}"),
-                format!("{method} request left out"),
-            );
+            left_out(w, &u, at, "the URL", format!("{method} request left out"));
             return Val::unknown("request not imported", at);
         }
     };
@@ -299,10 +294,11 @@ fn body_of<'a>(
         Val::Json(v) => match json(w, *v, at) {
             Ok(json) => Some(BodyConfig::Json { json }),
             Err(u) => {
-                let reason = unknown_reason(&u);
-                w.report(
-                    span_of(&u, at),
-                    format!("the JSON body: {reason}"),
+                left_out(
+                    w,
+                    &u,
+                    at,
+                    "the JSON body",
                     format!("{label} (sent without a body)"),
                 );
                 None
@@ -323,17 +319,12 @@ fn body_of<'a>(
                         filename,
                         content_type,
                     }),
-                    other => match w.text(other, at) {
-                        Ok(value) => fields.push(TextPart { name, value }),
-                        Err(u) => {
-                            let reason = unknown_reason(&u);
-                            w.report(
-                                span_of(&u, at),
-                                format!("multipart field {name}: {reason}"),
-                                format!("{label} (sent without this field)"),
-                            );
+                    other => {
+                        let what = format!("multipart field {name}");
+                        if let Some(value) = field_text(w, other, at, &what, label) {
+                            fields.push(TextPart { name, value });
                         }
-                    },
+                    }
                 }
             }
             Some(BodyConfig::Multipart { fields, files })
@@ -341,27 +332,18 @@ fn body_of<'a>(
         Val::Obj(kv) => {
             let mut fields = BTreeMap::new();
             for (name, v) in kv {
-                match w.text(v, at) {
-                    Ok(value) => {
-                        fields.insert(name, value);
-                    }
-                    Err(u) => {
-                        let reason = unknown_reason(&u);
-                        w.report(
-                            span_of(&u, at),
-                            format!("form field {name}: {reason}"),
-                            format!("{label} (sent without this field)"),
-                        );
-                    }
+                if let Some(value) = field_text(w, v, at, &format!("form field {name}"), label) {
+                    fields.insert(name, value);
                 }
             }
             Some(BodyConfig::Form { fields })
         }
         other => {
-            let reason = unknown_reason(&other);
-            w.report(
-                span_of(&other, at),
-                format!("the body: {reason}"),
+            left_out(
+                w,
+                &other,
+                at,
+                "the body",
                 format!("{label} (sent without a body)"),
             );
             None
@@ -394,6 +376,36 @@ fn json<'a>(w: &mut Walker<'a>, v: Val<'a>, at: Span) -> Result<serde_json::Valu
     })
 }
 
+/// Report `v` (an unknown or unusable value) as left out: "`what`: why", affecting `effect`.
+fn left_out(w: &mut Walker<'_>, v: &Val<'_>, at: Span, what: &str, effect: String) {
+    w.report(
+        span_of(v, at),
+        format!("{what}: {}", unknown_reason(v)),
+        effect,
+    );
+}
+
+/// The text of a form or multipart field, or a report that the request goes without it.
+fn field_text<'a>(
+    w: &mut Walker<'a>,
+    v: Val<'a>,
+    at: Span,
+    what: &str,
+    label: &str,
+) -> Option<String> {
+    w.text(v, at)
+        .map_err(|u| {
+            left_out(
+                w,
+                &u,
+                at,
+                what,
+                format!("{label} (sent without this field)"),
+            )
+        })
+        .ok()
+}
+
 fn unknown_reason(v: &Val<'_>) -> String {
     match v {
         Val::Unknown { reason, .. } => reason.clone(),
@@ -422,20 +434,12 @@ fn unique_name(w: &Walker<'_>, tag: Option<&str>, req: &RequestConfig) -> String
             .find(|s| !s.is_empty() && !s.contains("${"))
             .map(str::to_string)
     };
-    let base: String = tag
-        .map(str::to_string)
-        .or_else(from_url)
-        .unwrap_or_else(|| req.method.to_ascii_lowercase())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(56)
-        .collect();
+    let base = label(
+        &tag.map(str::to_string)
+            .or_else(from_url)
+            .unwrap_or_else(|| req.method.to_ascii_lowercase()),
+        56,
+    );
     let base = if base.is_empty() {
         "request".to_string()
     } else {

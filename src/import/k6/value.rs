@@ -146,6 +146,21 @@ pub fn has_var(t: &str) -> bool {
     })
 }
 
+/// A loadspec label (scenario or step name): letters, digits, `-`, `_` and `.`, anything else
+/// as `-`, at most `max` characters.
+pub fn label(s: &str, max: usize) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(max)
+        .collect()
+}
+
 /// A number as k6 would print it into a string: integers without a fraction.
 pub fn num_text(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 {
