@@ -122,6 +122,12 @@ async fn the_seed_script_uploads_exactly_like_the_s3_example() {
     assert_eq!(sc.vus, Some(5));
     assert_eq!(sc.duration, Some(Duration::from_secs(1)));
     assert!(
+        plan.text
+            .contains("It reads these environment variables when it is loaded: TOKEN.\n"),
+        "{}",
+        plan.text
+    );
+    assert!(
         plan.text.contains("Nothing in the script was left out"),
         "{}",
         plan.text
@@ -489,6 +495,11 @@ async fn csv_rows_through_shared_array_become_data() {
     let plan = import("csv_data.js", &[]);
     let raw = plan.raw();
     let sc = &raw.scenarios[0];
+    assert!(
+        !plan.text.contains("environment variables"),
+        "data columns and captures are not environment variables: {}",
+        plan.text
+    );
     let data = sc.data.as_ref().expect("a data file");
     assert_eq!(data.mode, loadspec::config::raw::DataMode::PerVu);
     assert!(

@@ -4,6 +4,7 @@
 //! "exit"` (a k6 run ends when its scenarios end), `[sla]` from thresholds, and the scenarios
 //! written through loadspec's own config types with empty keys left out.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::options::Sla;
@@ -11,6 +12,9 @@ use super::requests::relative_to;
 use super::value::fmt_duration;
 use super::Finding;
 use crate::config::raw::{BodyConfig, ScenarioConfig};
+use crate::config::validate::load_data;
+use crate::config::Errors;
+use crate::load::template::{Escape, Resolved, Template};
 
 pub struct Plan<'p> {
     pub script: &'p Path,
@@ -77,6 +81,7 @@ pub fn emit(plan: Plan<'_>) -> Result<String, toml::ser::Error> {
         }
     }
 
+    let env = needed_env(&scenarios, plan.out_dir);
     let mut doc = toml::Table::new();
     let mut target = toml::Table::new();
     if let Some(o) = &origin {
@@ -111,6 +116,7 @@ pub fn emit(plan: Plan<'_>) -> Result<String, toml::ser::Error> {
         "{}\n{body}",
         header(
             &plan.script.display().to_string(),
+            &env,
             plan.findings,
             plan.notes,
             plan.comments
@@ -139,13 +145,79 @@ fn prune(v: &mut toml::Value) {
     }
 }
 
-fn header(script: &str, findings: &[Finding], notes: &[String], comments: &[String]) -> String {
+/// The `${NAME}`s that are neither a capture nor a data column: loadspec reads them from the
+/// environment when the plan is loaded, and refuses the plan when one is unset.
+fn needed_env(scenarios: &[ScenarioConfig], out_dir: &Path) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for sc in scenarios {
+        let steps = || sc.setup.iter().chain(&sc.requests);
+        let mut known: BTreeSet<String> = steps()
+            .flat_map(|r| r.captures.iter().map(|c| c.name.clone()))
+            .collect();
+        if let Some(d) = &sc.data {
+            let mut errs = Errors::default();
+            if let Some((columns, _)) = load_data(d, "data", out_dir, &mut errs) {
+                known.extend(columns);
+            }
+        }
+        let mut texts: Vec<&str> = Vec::new();
+        for r in steps() {
+            texts.extend(r.url.as_deref());
+            texts.extend(r.path.as_deref());
+            texts.extend(r.bearer_token.as_deref());
+            texts.extend(r.headers.values().map(String::as_str));
+            match &r.body {
+                Some(BodyConfig::Text { text, .. }) => texts.push(text),
+                Some(BodyConfig::Form { fields }) => {
+                    texts.extend(fields.values().map(String::as_str))
+                }
+                Some(BodyConfig::Multipart { fields, .. }) => {
+                    texts.extend(fields.iter().map(|f| f.value.as_str()))
+                }
+                Some(BodyConfig::Json { json }) => json_strings(json, &mut texts),
+                None => {}
+            }
+        }
+        for t in texts {
+            let _ = Template::parse(t, Escape::None, |n| {
+                if !known.contains(n) {
+                    names.insert(n.to_string());
+                }
+                Ok(Resolved::Var(0))
+            });
+        }
+    }
+    names.into_iter().collect()
+}
+
+fn json_strings<'j>(v: &'j serde_json::Value, out: &mut Vec<&'j str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|v| json_strings(v, out)),
+        _ => {}
+    }
+}
+
+fn header(
+    script: &str,
+    env: &[String],
+    findings: &[Finding],
+    notes: &[String],
+    comments: &[String],
+) -> String {
     let one_line = |s: &str| s.replace(['\n', '\r'], " ");
     let mut h = format!(
         "# loadspec plan imported from {} by `loadspec import k6`.\n\
          # Check it with `loadspec validate --config FILE`, run it with `loadspec run --config FILE`.\n",
         one_line(script)
     );
+    if !env.is_empty() {
+        h.push_str(&format!(
+            "# It reads these environment variables when it is loaded: {}.\n",
+            env.join(", ")
+        ));
+    }
     if findings.is_empty() {
         h.push_str("# Nothing in the script was left out.\n");
     } else {

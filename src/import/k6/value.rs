@@ -135,15 +135,11 @@ pub fn lit(s: &str) -> String {
     s.replace("${", "$${")
 }
 
-/// Whether template text refers to a variable: a `${` whose run of `$` is odd (`$${` is a
-/// literal `${`, `$$${` a literal `$` and then a variable).
+/// Whether template text refers to a variable: a `${` not right after a `$` (loadspec reads
+/// `$${` as a literal `${`).
 pub fn has_var(t: &str) -> bool {
-    let b = t.as_bytes();
-    (0..b.len().saturating_sub(1)).any(|i| {
-        b[i] == b'$'
-            && b[i + 1] == b'{'
-            && b[..=i].iter().rev().take_while(|&&c| c == b'$').count() % 2 == 1
-    })
+    t.match_indices("${")
+        .any(|(i, _)| i == 0 || t.as_bytes()[i - 1] != b'$')
 }
 
 /// A loadspec label (scenario or step name): letters, digits, `-`, `_` and `.`, anything else
@@ -202,7 +198,10 @@ mod tests {
         assert!(has_var("x/${A}/y"));
         assert!(!has_var("$${A}"));
         assert!(!has_var("plain"));
-        assert!(has_var("$$${A}"));
+        assert!(
+            !has_var("$$${A}"),
+            "loadspec reads `$${` as literal after any `$`"
+        );
     }
 
     #[test]
