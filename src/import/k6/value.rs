@@ -200,7 +200,7 @@ mod tests {
         assert!(!has_var("plain"));
         assert!(
             !has_var("$$${A}"),
-            "loadspec reads `$${` as literal after any `$`"
+            "loadspec reads `$${{` as a literal after any `$`"
         );
     }
 
