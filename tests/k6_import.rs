@@ -103,6 +103,25 @@ async fn run_raw(
     fin.last.expect("a run finished").0.totals
 }
 
+/// examples/s3-image-upload.toml with its request unchanged, as one VU sending `iterations`
+/// uploads with the bearer token "tok-seed".
+fn s3_example(iterations: u64) -> RawConfig {
+    let mut example = loadspec::config::load_raw(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/s3-image-upload.toml"
+    )))
+    .expect("the example parses");
+    example.target.bearer_token = Some("tok-seed".into());
+    example.containers = Default::default();
+    let s = &mut example.scenarios[0];
+    s.executor = ExecutorKind::PerVuIterations;
+    s.vus = Some(1);
+    s.iterations = Some(iterations);
+    s.stages.clear();
+    s.step = false;
+    example
+}
+
 fn served(stats: &DemoStats, route: &str, code: u16) -> u64 {
     stats
         .requests
@@ -146,20 +165,7 @@ async fn the_seed_script_uploads_exactly_like_the_s3_example() {
     assert_eq!(totals[0].failed_checks, 0);
 
     // The example, with its own request unchanged, run once against a fresh target.
-    let mut example = loadspec::config::load_raw(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/s3-image-upload.toml"
-    )))
-    .expect("the example parses");
-    example.target.bearer_token = Some("tok-seed".into());
-    example.target.base_url = Some("http://127.0.0.1:1".into());
-    example.containers = Default::default();
-    let s = &mut example.scenarios[0];
-    s.executor = ExecutorKind::PerVuIterations;
-    s.vus = Some(1);
-    s.iterations = Some(2);
-    s.stages.clear();
-    s.step = false;
+    let example = s3_example(2);
     let (addr2, server2) = target(DemoTargetConfig::free()).await;
     let (dir, _) = dir_with_png();
     run_raw(example, dir, addr2, Duration::from_secs(30)).await;
@@ -624,4 +630,121 @@ fn a_missing_script_is_named() {
         err.contains("cannot read the script /nonexistent/k6/script.js"),
         "{err}"
     );
+}
+
+/// One request as it arrived on the wire: request line and headers, and the body.
+#[derive(Debug, Clone)]
+struct Wire {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+/// A server on 127.0.0.1:0 that records every request byte for byte and answers 200 `{}`.
+/// Requests need a Content-Length (loadspec always sends one). Reads time out after 10 s.
+async fn recorder() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Wire>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        let read =
+                            tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk));
+                        match read.await {
+                            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    };
+                    let head: Vec<String> = String::from_utf8_lossy(&buf[..end])
+                        .split("\r\n")
+                        .map(str::to_string)
+                        .collect();
+                    let len: usize = head
+                        .iter()
+                        .find_map(|h| {
+                            let (k, v) = h.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .expect("a Content-Length header");
+                    buf.drain(..end + 4);
+                    while buf.len() < len {
+                        let mut chunk = [0u8; 65536];
+                        let read =
+                            tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk));
+                        match read.await {
+                            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..len).collect();
+                    log.lock().unwrap().push(Wire { head, body });
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if sock.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_script_sends_the_s3_examples_bytes_and_headers() {
+    std::env::set_var("TOKEN", "tok-seed");
+    let plan = import("seed_upload.js", &[("TOKEN", "tok-seed")]);
+    let mut raw = plan.raw();
+    let s = &mut raw.scenarios[0];
+    // The same request, once, so the run is short and the two recordings line up.
+    s.executor = ExecutorKind::PerVuIterations;
+    s.duration = None;
+    s.vus = Some(1);
+    s.iterations = Some(1);
+    let (addr, seen) = recorder().await;
+    run_raw(raw, plan.dir, addr, Duration::from_secs(30)).await;
+    let (dir, _) = dir_with_png();
+    run_raw(s3_example(1), dir, addr, Duration::from_secs(30)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one upload from each plan");
+    let (imported, example) = (&seen[0], &seen[1]);
+    let sorted = |w: &Wire| {
+        let mut h: Vec<String> = w.head.iter().map(|l| l.to_ascii_lowercase()).collect();
+        h.sort();
+        h
+    };
+    assert_eq!(imported.head[0], "POST /api/v1/ai-images HTTP/1.1");
+    assert_eq!(
+        sorted(imported),
+        sorted(example),
+        "the same request line and headers"
+    );
+    assert!(
+        imported
+            .head
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization: Bearer tok-seed")),
+        "{:?}",
+        imported.head
+    );
+    assert_eq!(imported.body, example.body, "the same body, byte for byte");
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/test.png")).unwrap();
+    assert!(imported
+        .body
+        .windows(png.len())
+        .any(|w| w == png.as_slice()));
+    assert!(imported
+        .body
+        .windows(PROMPT.len())
+        .any(|w| w == PROMPT.as_bytes()));
 }
