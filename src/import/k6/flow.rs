@@ -268,6 +268,16 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// `name = v`: the innermost binding of `name` changes.
+    fn assign(&mut self, name: &str, v: Val<'a>) {
+        match self.scopes.iter_mut().rev().find(|s| s.contains_key(name)) {
+            Some(s) => {
+                s.insert(name.to_string(), v);
+            }
+            None => self.bind(name.to_string(), v),
+        }
+    }
+
     pub fn lookup(&self, name: &str) -> Option<&Val<'a>> {
         self.scopes.iter().rev().find_map(|s| s.get(name))
     }
@@ -338,12 +348,8 @@ impl<'a> Walker<'a> {
                 }
             }
             Statement::ExpressionStatement(e) => {
-                let v = self.eval(&e.expression);
-                if let (Val::Unknown { reason, span }, Expression::CallExpression(_)) =
-                    (&v, e.expression.get_inner_expression())
-                {
+                if let Val::Unknown { reason, span } = self.eval(&e.expression) {
                     let affects = self.affected_in_expr(&e.expression);
-                    let (reason, span) = (reason.clone(), *span);
                     self.report(span, reason, affects);
                 }
             }
@@ -524,6 +530,23 @@ impl<'a> Walker<'a> {
                 }
             }
             Expression::CallExpression(c) => self.call(c),
+            Expression::AssignmentExpression(a) => {
+                use oxc_ast::ast::{AssignmentOperator, AssignmentTarget};
+                match (&a.left, a.operator) {
+                    (
+                        AssignmentTarget::AssignmentTargetIdentifier(id),
+                        AssignmentOperator::Assign,
+                    ) => {
+                        let v = self.eval(&a.right);
+                        self.assign(id.name.as_str(), v.clone());
+                        v
+                    }
+                    _ => Val::unknown(
+                        format!("`{}` is not imported", self.snippet(a.span)),
+                        a.span,
+                    ),
+                }
+            }
             Expression::NewExpression(n) => self.new_expr(n),
             Expression::ArrowFunctionExpression(_) | Expression::FunctionExpression(_) => self
                 .func_of(e)

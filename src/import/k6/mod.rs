@@ -25,7 +25,7 @@ use oxc_allocator::Allocator;
 use oxc_parser::Parser;
 use oxc_span::{SourceType, Span};
 
-use crate::config::raw::{DataConfig, DataMode};
+use crate::config::raw::{DataConfig, DataMode, ExecutorKind};
 use value::Val;
 
 /// The largest script read: k6 scripts are a few kB; this bounds memory on a wrong file.
@@ -181,7 +181,16 @@ pub fn import(script: &Path, out_dir: &Path, strict: bool) -> Result<Imported, I
         cfg.setup = w.setup_steps.drain(..).map(|s| s.req).collect();
         cfg.requests = w.steps.drain(..).map(|s| s.req).collect();
         let think: f64 = w.sleeps.iter().sum();
-        if think > 0.0 {
+        let open_model = matches!(
+            cfg.executor,
+            ExecutorKind::ConstantArrivalRate | ExecutorKind::RampingArrivalRate
+        );
+        if think > 0.0 && open_model {
+            w.note(format!(
+                "scenario {}: sleep() only holds a k6 VU longer in an arrival-rate scenario; loadspec starts iterations on schedule and writes no think time",
+                cfg.name
+            ));
+        } else if think > 0.0 {
             if w.sleeps.len() > 1 {
                 w.note(format!(
                     "scenario {}: the sleeps of an iteration add up to one think time of {think}s after it",
@@ -351,5 +360,40 @@ mod tests {
             import_text(js, true),
             Err(ImportError::Strict { .. })
         ));
+    }
+
+    #[test]
+    fn assigned_responses_env_defaults_and_open_model_sleeps() {
+        let js = r#"import http from 'k6/http';
+import { sleep } from 'k6';
+const BASE = __ENV.BASE_URL || 'http://127.0.0.1:9000';
+export const options = {
+  scenarios: { o: { executor: 'constant-arrival-rate', rate: 5, duration: '1s', preAllocatedVUs: 2 } },
+};
+export default function () {
+  let res;
+  res = http.post(`${BASE}/api/v1/login`, JSON.stringify({ username: 'a', password: 'b' }));
+  http.get(`${BASE}/api/v1/posts`, { headers: { Authorization: `Bearer ${res.json('token')}` } });
+  sleep(1);
+}
+"#;
+        let imp = import_text(js, true).expect("nothing is left out");
+        let raw = crate::config::parse_raw(&imp.toml, "t").unwrap();
+        assert_eq!(raw.target.base_url.as_deref(), Some("http://127.0.0.1:9000"));
+        let sc = &raw.scenarios[0];
+        assert_eq!(sc.requests[0].captures[0].json.as_deref(), Some("/token"));
+        assert_eq!(sc.requests[1].bearer_token.as_deref(), Some("${token}"));
+        assert_eq!(sc.think_time, None);
+        assert!(imp.toml.contains("writes no think time"), "{}", imp.toml);
+        assert!(imp.toml.contains("uses the default"), "{}", imp.toml);
+    }
+
+    #[test]
+    fn an_assignment_that_is_not_imported_is_reported_with_its_requests() {
+        let js = "import http from 'k6/http';\nexport default function () {\n  http.get('http://h/a');\n  globalThis.r = http.get('http://h/b');\n}\n";
+        let imp = import_text(js, false).unwrap();
+        assert_eq!(imp.findings.len(), 1, "{:?}", imp.findings);
+        assert_eq!((imp.findings[0].line, imp.findings[0].col), (4, 3));
+        assert!(imp.findings[0].affects.contains("http.get at 4:18"), "{:?}", imp.findings);
     }
 }
