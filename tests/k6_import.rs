@@ -748,3 +748,40 @@ async fn the_seed_script_sends_the_s3_examples_bytes_and_headers() {
         .windows(PROMPT.len())
         .any(|w| w == PROMPT.as_bytes()));
 }
+
+#[test]
+fn a_plan_this_build_cannot_run_is_written_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tls.js");
+    std::fs::write(
+        &script,
+        "import http from 'k6/http';\nexport default function () { http.get('https://127.0.0.1:8443/healthz'); }\n",
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.toml");
+    let out = loadspec(
+        &[
+            "import",
+            "k6",
+            script.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("base_url = \"https://127.0.0.1:8443\""),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let v = loadspec(&["validate", "--config", plan.to_str().unwrap()], &[]);
+    if v.status.success() {
+        // This build sends https: the importer must not have warned.
+        assert!(!err.contains("rejects the plan"), "{err}");
+    } else {
+        assert!(err.contains("rejects the plan"), "{err}");
+        assert!(err.contains("target.base_url"), "{err}");
+    }
+}

@@ -270,6 +270,19 @@ pub fn main(a: K6Args) -> ExitCode {
             for f in &imp.findings {
                 eprintln!("{}:{f}", a.script.display());
             }
+            // The plan is right for the script; whether loadspec accepts it here also depends on
+            // the environment (unset variables) and on what this build supports (https).
+            let check = match &a.output {
+                Some(o) => crate::config::load(o).map(drop),
+                None => crate::config::parse_raw(&imp.toml, "the plan")
+                    .and_then(|r| crate::config::validate(r, &out_dir))
+                    .map(drop),
+            };
+            if let Err(e) = check {
+                eprintln!(
+                    "note: `loadspec validate` rejects the plan in this environment; set the variables it names or edit the plan:\n{e}"
+                );
+            }
             let dest = a
                 .output
                 .as_ref()
@@ -379,7 +392,10 @@ export default function () {
 "#;
         let imp = import_text(js, true).expect("nothing is left out");
         let raw = crate::config::parse_raw(&imp.toml, "t").unwrap();
-        assert_eq!(raw.target.base_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            raw.target.base_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         let sc = &raw.scenarios[0];
         assert_eq!(sc.requests[0].captures[0].json.as_deref(), Some("/token"));
         assert_eq!(sc.requests[1].bearer_token.as_deref(), Some("${token}"));
@@ -394,6 +410,10 @@ export default function () {
         let imp = import_text(js, false).unwrap();
         assert_eq!(imp.findings.len(), 1, "{:?}", imp.findings);
         assert_eq!((imp.findings[0].line, imp.findings[0].col), (4, 3));
-        assert!(imp.findings[0].affects.contains("http.get at 4:18"), "{:?}", imp.findings);
+        assert!(
+            imp.findings[0].affects.contains("http.get at 4:18"),
+            "{:?}",
+            imp.findings
+        );
     }
 }
