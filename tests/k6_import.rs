@@ -785,3 +785,40 @@ fn a_plan_this_build_cannot_run_is_written_with_the_reason() {
         assert!(err.contains("target.base_url"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_fields_and_a_file_without_a_type() {
+    let envs = [
+        ("K6_IMPORT_STYLE", "white"),
+        ("K6_IMPORT_TOKEN", "tok-json"),
+    ];
+    for (k, v) in envs {
+        std::env::set_var(k, v);
+    }
+    let plan = import("multipart.js", &envs);
+    let raw = plan.raw();
+    let r = &raw.scenarios[0].requests[0];
+    match &r.body {
+        Some(loadspec::config::raw::BodyConfig::Multipart { fields, files }) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(names, vec!["prompt", "style"]);
+            assert_eq!(fields[0].value, "room ${K6_IMPORT_STYLE}");
+            assert_eq!(files[0].filename.as_deref(), Some("photo.png"));
+            assert_eq!(files[0].content_type, None);
+            assert!(files[0].path.is_relative());
+            assert!(plan.dir.path().join(&files[0].path).is_file());
+        }
+        other => panic!("not multipart: {other:?}"),
+    }
+    let (addr, server) = target(DemoTargetConfig::free()).await;
+    let totals = run(plan, addr, Duration::from_secs(30)).await;
+    let stats = server.stats();
+    assert_eq!(served(&stats, "POST /api/v1/ai-images", 200), 6);
+    assert_eq!(totals[0].failed_checks, 0);
+    let seen = stats.last_multipart.expect("a multipart body");
+    assert_eq!(seen.field_names, vec!["prompt", "style", "beforeImagePath"]);
+    assert_eq!(seen.prompt.as_deref(), Some("room white"));
+    assert_eq!(seen.filename.as_deref(), Some("photo.png"));
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/test.png")).unwrap();
+    assert_eq!(seen.file_fnv64, fnv64(&png));
+}
