@@ -416,4 +416,16 @@ export default function () {
             imp.findings
         );
     }
+
+    #[test]
+    fn a_scenario_whose_function_is_missing_is_reported_where_it_is_defined() {
+        let js = "import http from 'k6/http';\nexport const options = {\n  scenarios: {\n    a: { executor: 'constant-vus', vus: 1, duration: '1s', exec: 'nope' },\n  },\n};\nexport default function () { http.get('http://h/'); }\n";
+        match import_text(js, false) {
+            Err(ImportError::Empty { findings, .. }) => {
+                assert_eq!((findings[0].line, findings[0].col), (4, 5), "{findings:?}");
+                assert!(findings[0].reason.contains("no exported function \"nope\""));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -17,6 +17,8 @@ use crate::config::raw::{ExecutorKind, ScenarioConfig, StageConfig};
 pub struct ScenarioPlan {
     pub cfg: ScenarioConfig,
     pub exec: String,
+    /// Where the script defines it, for reports.
+    pub at: Span,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -133,6 +135,7 @@ pub fn options<'a>(w: &mut Walker<'a>, program: &'a Program<'a>) -> Options {
         ScenarioPlan {
             cfg,
             exec: "default".into(),
+            at,
         }
     } else if let Some(n) = iterations {
         shared_iterations(w, "default", vus.unwrap_or(1), n, dur, at)
@@ -143,6 +146,7 @@ pub fn options<'a>(w: &mut Walker<'a>, program: &'a Program<'a>) -> Options {
         ScenarioPlan {
             cfg,
             exec: "default".into(),
+            at,
         }
     } else {
         shared_iterations(w, "default", vus.unwrap_or(1), 1, None, at)
@@ -205,6 +209,7 @@ fn shared_iterations(
     ScenarioPlan {
         cfg,
         exec: "default".into(),
+        at,
     }
 }
 
@@ -265,6 +270,7 @@ fn scenario<'a>(
         Some(k) => ScenarioPlan {
             cfg: base(&label, k),
             exec: "default".into(),
+            at: span,
         },
     };
     let cfg = &mut plan.cfg;
