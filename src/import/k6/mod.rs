@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use oxc_allocator::Allocator;
 use oxc_parser::Parser;
-use oxc_span::{SourceType, Span};
+use oxc_span::SourceType;
 
 use crate::config::raw::{DataConfig, DataMode, ExecutorKind};
 use value::Val;
@@ -165,7 +165,7 @@ pub fn import(script: &Path, out_dir: &Path, strict: bool) -> Result<Imported, I
         };
         let Some(exec) = w.functions.get(&plan.exec).copied() else {
             w.report(
-                Span::default(),
+                plan.at,
                 format!(
                     "scenario {}: no exported function {:?}",
                     cfg.name, plan.exec
