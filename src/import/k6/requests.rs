@@ -430,9 +430,16 @@ fn unique_name(w: &Walker<'_>, tag: Option<&str>, req: &RequestConfig) -> String
             .split("://")
             .nth(1)
             .map_or(path, |rest| rest.find('/').map_or("", |i| &rest[i..]));
-        path.rsplit('/')
-            .find(|s| !s.is_empty() && !s.contains("${"))
-            .map(str::to_string)
+        // `/status/200` reads better as `status-200` than as `200`.
+        let segs: Vec<&str> = path
+            .split('/')
+            .filter(|s| !s.is_empty() && !s.contains("${"))
+            .collect();
+        match segs.as_slice() {
+            [.., a, b] if b.bytes().all(|c| c.is_ascii_digit()) => Some(format!("{a}-{b}")),
+            [.., b] => Some(b.to_string()),
+            [] => None,
+        }
     };
     let base = label(
         &tag.map(str::to_string)
