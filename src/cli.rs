@@ -1,6 +1,6 @@
-//! The command line: `run`, `validate`, `demo`, `demo-target`. Invalid config (or a bad
-//! option) exits with code 2 before anything starts; other failures exit 1; a `run` whose SLA
-//! broke exits 99 (see [`crate::ci`]).
+//! The command line: `run`, `validate`, `demo`, `demo-target`, `import`. Invalid config (or a
+//! bad option) exits with code 2 before anything starts; other failures exit 1; a `run` whose
+//! SLA broke exits 99 (see [`crate::ci`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the emulated AI image API with known per-request costs.
     DemoTarget(crate::demo_target::DemoTargetArgs),
+    /// Convert another tool's load test (a k6 script) into a loadspec plan.
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Analyze(a) => crate::analyze::main(a),
         Command::Demo(a) => crate::demo::main(a),
         Command::DemoTarget(a) => crate::demo_target::main(a),
+        Command::Import(a) => crate::import::main(a),
     }
 }
 

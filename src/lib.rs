@@ -18,6 +18,7 @@
 //! - [`server`]: hyper server for `/metrics`, `/healthz`, `/readyz`, `/report`.
 //! - [`daemon`], [`demo`], [`cli`]: the commands and what runs them.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
+//! - [`import`]: `loadspec import k6`, a k6 script into a plan.
 //! - Leaves shared by the above: [`units`] (byte sizes, number forms), [`config_error`] (field
 //!   errors), [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
 //!   [`exposition`] (metric primitives and the text format), [`logging`], [`shutdown`]
@@ -36,7 +37,7 @@
 //! 5. [`experiment`], [`server`]
 //! 6. [`ci`]
 //! 7. [`daemon`], [`analyze`]
-//! 8. [`demo`]
+//! 8. [`demo`], [`import`]
 //! 9. [`cli`]
 
 pub mod analysis;
@@ -51,6 +52,7 @@ pub mod demo;
 pub mod demo_target;
 pub mod experiment;
 pub mod exposition;
+pub mod import;
 pub mod latency;
 pub mod load;
 pub mod logging;
