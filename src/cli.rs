@@ -134,7 +134,13 @@ fn run(a: RunArgs) -> ExitCode {
         .await
     });
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(f) => match f.aborted() {
+            Some(why) => {
+                eprintln!("error: experiment aborted: {why}");
+                ExitCode::FAILURE
+            }
+            None => ExitCode::SUCCESS,
+        },
         Err(e) => {
             tracing::error!(error = %e, "loadspec stopped with an error");
             eprintln!("error: {e}");
