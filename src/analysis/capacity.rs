@@ -10,12 +10,11 @@ use super::knee::{detect, sla_capacity, Knee, SlaCapacity};
 use super::model::{fit_models, ResourceModels};
 use super::points::{extract, mark_starved, Exclusion, ResourceSource, StagePoint};
 use super::recommend::{
-    cost_table, situations, trim_float, Autoscaling, CostRow, OomFloor, RecommendationRow,
-    Situation, Sizer,
+    cost_table, situations, Autoscaling, CostRow, OomFloor, RecommendationRow, Situation, Sizer,
 };
 use super::summary::{ContainerEvent, ContainerEventKind, StageSummary};
 use crate::config::{PricesConfig, SlaConfig};
-use crate::units::format_bytes;
+use crate::units::{format_bytes, trim_float};
 
 /// R² below this gets a warning: the line explains too little of the variation to extrapolate.
 const LOW_R2: f64 = 0.8;

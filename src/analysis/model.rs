@@ -72,7 +72,7 @@ impl LowerBounds {
             "{cpu}≥ {} TPS/VU; the limit was reached at {at} ({}, {} VUs)",
             sig(self.tps_per_vu),
             self.stage,
-            super::recommend::trim_float(self.vus)
+            crate::units::trim_float(self.vus)
         )
     }
 }
