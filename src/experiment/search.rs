@@ -41,6 +41,44 @@ fn pct(m: Option<f64>) -> String {
     m.map_or("–".into(), |m| format!("{:.1} %", m * 100.0))
 }
 
+/// The note of a search without an answer. Only a search that ran to its end may say "no
+/// candidate up to X serves N VUs", and X is the largest candidate the host could provide; a
+/// search cut short lists what it never judged instead.
+pub fn no_answer(
+    cands: &[f64],
+    judged: &[f64],
+    skipped: &[f64],
+    host_cpus: u64,
+    vus: u64,
+    finished: bool,
+) -> String {
+    if finished {
+        return format!(
+            "no candidate up to {} cpus serves {vus} VUs within the SLA{}",
+            cands.last().copied().unwrap_or(0.0),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (candidates above the host's {host_cpus} CPUs were not tried)")
+            }
+        );
+    }
+    let untried: Vec<String> = cands
+        .iter()
+        .filter(|c| !judged.contains(c))
+        .chain(skipped)
+        .map(|c| c.to_string())
+        .collect();
+    format!(
+        "search stopped before it finished: no answer; candidates not judged: {} cpus",
+        if untried.is_empty() {
+            "none".to_string()
+        } else {
+            untried.join(", ")
+        }
+    )
+}
+
 /// What one search needs across its trials.
 struct Trials<'a> {
     settings: &'a Settings,
@@ -218,34 +256,10 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
         Some((i, first)) if finished => {
             confirm(&mut trials, &applied, &cands, i, first, &sla, &mut out).await;
         }
-        _ if finished => out.notes.push(format!(
-            "no candidate up to {} cpus serves {} VUs within the SLA{}",
-            cands.last().copied().unwrap_or(0.0),
-            cfg.vus,
-            if skipped.is_empty() {
-                String::new()
-            } else {
-                format!(" (candidates above the host's {host_cpus} CPUs were not tried)")
-            }
-        )),
         _ => {
-            let mut untried: Vec<String> = (0..cands.len())
-                .filter(|i| !judged.contains(i))
-                .map(|i| cands[i].to_string())
-                .collect();
-            untried.extend(skipped.iter().map(|c| c.to_string()));
-            out.notes.push(format!(
-                "search {} before it finished: no answer; candidates not judged: {} cpus",
-                if out.interrupted {
-                    "interrupted"
-                } else {
-                    "stopped"
-                },
-                if untried.is_empty() {
-                    "none".to_string()
-                } else {
-                    untried.join(", ")
-                }
+            let judged: Vec<f64> = judged.iter().map(|&i| cands[i]).collect();
+            out.notes.push(no_answer(
+                &cands, &judged, &skipped, host_cpus, cfg.vus, finished,
             ));
         }
     }
@@ -365,6 +379,22 @@ mod tests {
         let (ok, skipped) = split_candidates(vec![4.0, 0.5, 2.0, 3.0, 1.0, 2.0, f64::NAN], 2);
         assert_eq!(ok, vec![0.5, 1.0, 2.0]);
         assert_eq!(skipped, vec![3.0, 4.0]);
+    }
+
+    #[test]
+    fn an_unfinished_search_claims_nothing_it_did_not_judge() {
+        let cands = [0.5, 1.0, 2.0];
+        let done = no_answer(&cands, &[1.0, 2.0], &[3.0, 4.0], 2, 6, true);
+        assert_eq!(
+            done,
+            "no candidate up to 2 cpus serves 6 VUs within the SLA (candidates above the host's 2 CPUs were not tried)"
+        );
+        let cut = no_answer(&cands, &[1.0], &[3.0], 2, 6, false);
+        assert!(!cut.contains("no candidate up to"), "{cut}");
+        assert!(
+            cut.ends_with("candidates not judged: 0.5, 2, 3 cpus"),
+            "{cut}"
+        );
     }
 
     #[test]
