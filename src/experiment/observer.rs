@@ -139,6 +139,32 @@ fn note_events(
     }
 }
 
+/// The counters at the start of a stage's window, which its summary subtracts.
+struct WindowStart {
+    counts0: BTreeMap<String, u64>,
+    n0: u64,
+    f0: u64,
+    dropped0: u64,
+    host0: Option<(u64, u64)>,
+    w0: Instant,
+}
+
+impl WindowStart {
+    /// Open the window now: latencies recorded from here on count for the stage.
+    fn now(ctx: &ScenarioCtx) -> Self {
+        ctx.latency.begin_window();
+        let (n0, f0) = ctx.totals();
+        Self {
+            counts0: ctx.counts(),
+            n0,
+            f0,
+            dropped0: ctx.metrics.dropped.get(),
+            host0: host::cpu_times(),
+            w0: Instant::now(),
+        }
+    }
+}
+
 /// What an observer watches.
 pub struct Watched {
     pub ctx: Arc<ScenarioCtx>,
@@ -195,56 +221,42 @@ pub async fn observe(
         let settle = settle.min(st.duration / 2);
         let mut down = DownWatch::default();
         let mut events: Vec<ContainerEvent> = Vec::new();
-        // The settle period: no window yet, but events and a dead target still count for
-        // this stage.
+        // One loop over the whole stage: during the settle period nothing is measured yet, but
+        // container events and a dead target count for this stage all along.
         let settle_end = Instant::now() + settle;
         let mut tick = tokio::time::interval(VU_SAMPLE);
-        let settled = loop {
-            tokio::select! {
-                _ = sleep_until(settle_end) => break true,
-                _ = done.cancelled() => break true,
-                _ = stop.drain.cancelled() => break false,
-                _ = tick.tick() => {
-                    let (r, c) = responses_and_connects(&ctx.counts());
-                    down.observe(stage_start.elapsed().as_secs_f64(), r, c);
-                }
-                r = containers.changed(), if sampling => {
-                    if r.is_ok() {
-                        let snap = containers.borrow_and_update().clone();
-                        note_events(&mut tracker, &snap, &mut events, stage_start, &name, &st.name);
-                    } else {
-                        sampling = false;
-                    }
-                }
-            }
-        };
-        if !settled {
-            break;
-        }
-        // The window.
-        ctx.latency.begin_window();
-        let counts0 = ctx.counts();
-        let (n0, f0) = ctx.totals();
-        let dropped0 = ctx.metrics.dropped.get();
-        let host0 = host::cpu_times();
-        let w0 = Instant::now();
         let mut res = ResourceWindow::default();
         let (mut vu_sum, mut vu_n) = (0.0, 0u64);
+        let mut start: Option<WindowStart> = None;
         let ended_early = loop {
+            let deadline = if start.is_none() {
+                settle_end
+            } else {
+                stage_end
+            };
             tokio::select! {
-                _ = sleep_until(stage_end) => break false,
+                _ = sleep_until(deadline) => {
+                    if start.is_some() {
+                        break false;
+                    }
+                    start = Some(WindowStart::now(&ctx));
+                }
                 _ = done.cancelled() => break true,
                 _ = stop.drain.cancelled() => break true,
                 _ = tick.tick() => {
-                    vu_sum += ctx.metrics.vus.get() as f64;
-                    vu_n += 1;
+                    if start.is_some() {
+                        vu_sum += ctx.metrics.vus.get() as f64;
+                        vu_n += 1;
+                    }
                     let (r, c) = responses_and_connects(&ctx.counts());
                     down.observe(stage_start.elapsed().as_secs_f64(), r, c);
                 }
                 r = containers.changed(), if sampling => {
                     if r.is_ok() {
                         let snap = containers.borrow_and_update().clone();
-                        res.add(&snap);
+                        if start.is_some() {
+                            res.add(&snap);
+                        }
                         note_events(&mut tracker, &snap, &mut events, stage_start, &name, &st.name);
                     } else {
                         // No sampler (source = none) or it stopped: measure without it.
@@ -252,6 +264,18 @@ pub async fn observe(
                     }
                 }
             }
+        };
+        // Cut short before its window: nothing was measured.
+        let Some(WindowStart {
+            counts0,
+            n0,
+            f0,
+            dropped0,
+            host0,
+            w0,
+        }) = start
+        else {
+            break;
         };
         let window = w0.elapsed().as_secs_f64();
         let latency = ctx.latency.end_window();
