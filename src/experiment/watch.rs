@@ -24,6 +24,10 @@ struct Last {
     restarts: u64,
     memory_limit_bytes: u64,
     cpu_limit_cores: f64,
+    /// An OOM kill was reported and the container has not run again since: its exit is that
+    /// kill, not a second event (the counter and the stopped state often arrive in different
+    /// samples).
+    killed: bool,
 }
 
 /// Lifecycle changes of the sampled containers, across every stage of a scenario.
@@ -53,6 +57,7 @@ impl ContainerTracker {
                 // known ones for the event.
                 memory_limit_bytes: c.memory_limit_bytes,
                 cpu_limit_cores: c.cpu_limit_cores,
+                killed: false,
             };
             if let Some(p) = &prev {
                 if cur.memory_limit_bytes == 0 {
@@ -69,14 +74,17 @@ impl ContainerTracker {
                 match &prev {
                     Some(p) => {
                         let oom = cur.oom_kills > p.oom_kills;
+                        let restarted = cur.restarts > p.restarts;
                         if oom {
                             push(ContainerEventKind::OomKill);
                         }
-                        if cur.restarts > p.restarts {
+                        if restarted {
                             push(ContainerEventKind::Restart);
-                        } else if p.up && !cur.up && !oom {
+                        } else if p.up && !cur.up && !oom && !p.killed {
                             push(ContainerEventKind::Exit);
                         }
+                        // Remembered until the container runs again after the kill.
+                        cur.killed = oom || (p.killed && !restarted && !(cur.up && !p.up));
                     }
                     // New during the run: only a kill it already carries is news.
                     None if cur.oom_kills > 0 && !cur.up => push(ContainerEventKind::OomKill),
@@ -228,6 +236,20 @@ mod tests {
         assert_eq!(ev[0].at_seconds, 1.5);
         // The stopped sample reports no limit; the last known one is kept.
         assert_eq!(ev[0].memory_limit_bytes, 1 << 30);
+        // The kill was counted while it still ran; its stop in the next sample is the same
+        // event, not an exit.
+        let mut t2 = ContainerTracker::default();
+        t2.update(&snap(vec![sample("k", true, 0, 0)]), 0.0);
+        let ev = t2.update(&snap(vec![sample("k", true, 1, 0)]), 1.0);
+        assert_eq!(ev.len(), 1);
+        assert!(t2
+            .update(&snap(vec![sample("k", false, 1, 0)]), 1.5)
+            .is_empty());
+        // Started again and then stopped: that exit is news.
+        let ev = t2.update(&snap(vec![sample("k", true, 1, 1)]), 2.0);
+        assert_eq!(ev[0].kind, ContainerEventKind::Restart);
+        let ev = t2.update(&snap(vec![sample("k", false, 1, 1)]), 3.0);
+        assert_eq!(ev[0].kind, ContainerEventKind::Exit);
         let ev = t.update(
             &snap(vec![sample("a", true, 3, 1), sample("b", false, 0, 0)]),
             2.0,
