@@ -13,7 +13,7 @@ use super::recommend::{
     cost_table, situations, Autoscaling, CostRow, OomFloor, RecommendationRow, Situation, Sizer,
 };
 use super::summary::{ContainerEvent, ContainerEventKind, StageSummary};
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 use crate::units::{format_bytes, trim_float};
 
 /// R² below this gets a warning: the line explains too little of the variation to extrapolate.

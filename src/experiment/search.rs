@@ -94,12 +94,12 @@ impl Trials<'_> {
     /// measured (then the search cannot go on).
     async fn run(
         &mut self,
-        applied: &super::limits::Applied,
+        applied: &super::apply_spec::Applied,
         cpus: f64,
         name: String,
         out: &mut Outcome,
     ) -> Result<StageSummary, String> {
-        super::limits::set_all(applied, Some(cpus), self.cfg.memory)
+        super::apply_spec::set_all(applied, Some(cpus), self.cfg.memory)
             .await
             .map_err(|e| format!("trial at {cpus} cpus not run: {e}"))?;
         tracing::info!(cpus, vus = self.cfg.vus, "search trial");
@@ -178,7 +178,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
         );
         return out;
     }
-    let applied = match super::limits::apply_spec(
+    let applied = match super::apply_spec::apply_spec(
         settings,
         rt,
         Some(group),
@@ -271,7 +271,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
         cpus: Some(cpus),
         memory_bytes: memory,
     });
-    out.restored = super::limits::restore(&applied).await;
+    out.restored = super::apply_spec::restore(&applied).await;
     out
 }
 
@@ -279,7 +279,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
 /// and set the result only when the winner passes again.
 async fn confirm(
     trials: &mut Trials<'_>,
-    applied: &super::limits::Applied,
+    applied: &super::apply_spec::Applied,
     cands: &[f64],
     i: usize,
     first: StageSummary,

@@ -84,7 +84,8 @@ impl ContainerTracker {
                             push(ContainerEventKind::Exit);
                         }
                         // Remembered until the container runs again after the kill.
-                        cur.killed = oom || (p.killed && !restarted && !(cur.up && !p.up));
+                        let ran_again = restarted || (cur.up && !p.up);
+                        cur.killed = oom || (p.killed && !ran_again);
                     }
                     // New during the run: only a kill it already carries is news.
                     None if cur.oom_kills > 0 && !cur.up => push(ContainerEventKind::OomKill),

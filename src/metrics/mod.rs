@@ -1,4 +1,5 @@
-//! Every metric loadspec exports, defined in one place (DESIGN.md §4), on an explicit
+//! Every metric loadspec exports, defined in one place (docs/architecture.md lists where each
+//! is updated; README.md has the table), on an explicit
 //! [`Registry`] so tests can gather it.
 //!
 //! Hot-path design: a request records into pre-resolved handles ([`StepMetrics`]), never
@@ -21,7 +22,7 @@ use prometheus::Registry;
 
 use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 
 pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
 pub use crate::load::FailureReason;
