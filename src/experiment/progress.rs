@@ -49,8 +49,11 @@ pub fn spawn(
                     stage = %stage,
                     elapsed = format!("{:.0}s/{:.0}s", elapsed.as_secs_f64(), total.as_secs_f64()),
                     vus = ctx.metrics.vus.get(),
-                    tps = format!("{:.1}", dn as f64 / dt),
-                    p95_ms = format!("{:.1}", lat.p95 * 1e3),
+                    // Successes per second, as in the stage summaries; failures only in the rate.
+                    tps = format!("{:.1}", (dn - df) as f64 / dt),
+                    request_rate = format!("{:.1}", dn as f64 / dt),
+                    // Every recorded latency is at least 1 µs: a max of 0 means no response.
+                    p95_ms = if lat.max > 0.0 { format!("{:.1}", lat.p95 * 1e3) } else { "–".into() },
                     error_pct = format!("{:.2}", if dn > 0 { df as f64 * 100.0 / dn as f64 } else { 0.0 }),
                     "progress"
                 );
