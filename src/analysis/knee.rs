@@ -222,9 +222,6 @@ pub fn sla_capacity(points: &[StagePoint], sla: &SlaConfig) -> SlaCapacity {
             if p.tps <= 0.0 {
                 reasons.push("no successful responses".to_string());
             }
-            if let Some(e) = &p.excluded {
-                reasons.push(e.to_string());
-            }
             StageVerdict {
                 scenario: p.scenario.clone(),
                 stage: p.stage.clone(),

@@ -250,10 +250,14 @@ pub fn models(a: &CapacityAnalysis) -> Table {
             "value ÷ VUs".into(),
         ]);
     }
-    t.caption = Some(format!(
-        "CPU and TPS lines are fitted on the stages below the knee (VUs {}); memory on every stage.",
-        m.fit_vus.iter().map(|v| trim_float(*v)).collect::<Vec<_>>().join(", ")
-    ));
+    t.caption = Some(if m.fit_vus.is_empty() {
+        "No CPU or TPS line: fewer than two stages lie below the knee (see the lower bounds); memory on every usable stage.".to_string()
+    } else {
+        format!(
+            "CPU and TPS lines are fitted on the usable stages below the knee (VUs {}); memory on every usable stage.",
+            m.fit_vus.iter().map(|v| trim_float(*v)).collect::<Vec<_>>().join(", ")
+        )
+    });
     t
 }
 
