@@ -307,6 +307,17 @@ fn a_starved_host_is_told_apart_from_the_limit() {
     }
     let throttled = analyze_default(&stages);
     assert!(throttled.points.iter().all(|p| p.excluded.is_none()));
+    // A busy host under stages that kept scaling held nothing back: no knee, nothing left out.
+    let mut scaling = svc.stages(&[1.0, 2.0, 3.0], 1);
+    for s in &mut scaling {
+        s.host = Some(HostCpu {
+            idle_ratio: 0.02,
+            cpus: 4,
+        });
+    }
+    let a = analyze_default(&scaling);
+    assert_eq!(a.knee.vus, None);
+    assert!(a.points.iter().all(|p| p.excluded.is_none()));
     // And a busy host with the container at its limit is the limit reached.
     let mut at_limit = svc.stages(&[4.0, 8.0, 10.0], 1);
     for s in &mut at_limit {

@@ -283,7 +283,10 @@ pub fn analyze(
         None => ResourceSource::AllContainers,
     };
     let mut points = extract(stages, &source, &mut warnings);
-    mark_starved(&mut points, sla, cfg);
+    // A knee on every stage first; then the stages at or past it that a busy host held back
+    // are left out, and the knee is found again without them.
+    let provisional = detect(&points, sla, cfg);
+    mark_starved(&mut points, sla, cfg, provisional.vus);
     let events = stage_events(stages);
     let oom = oom_floor(&events);
     if points.is_empty() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::AnalysisConfig;
 use super::summary::{ContainerEventKind, ResourceSummary, StageSummary};
-use crate::config::SlaConfig;
+use crate::sla::SlaConfig;
 
 /// Why a stage is left out of the knee and the fits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,15 +245,29 @@ fn stage_exclusion(s: &StageSummary) -> Option<Exclusion> {
     })
 }
 
-/// Mark the stages a starved host held back: little idle CPU on the host, the container under
-/// the SLA's utilization line of its limit and not throttled. A container at its limit (or
-/// throttled by it) is the limit reached, whatever else the host did. Stages without host or
-/// container data are never marked.
-pub fn mark_starved(points: &mut [StagePoint], sla: &SlaConfig, cfg: &AnalysisConfig) {
+/// Mark the stages a starved host held back. Only stages at or past a knee are candidates
+/// (`knee_vus`, found on every stage): the question is whether that knee is the container's.
+/// A candidate is starved when the host had little idle CPU while the container stayed under
+/// the SLA's utilization line of its limit and was not throttled. A container at its limit (or
+/// throttled by it) is the limit reached, whatever else the host did; a stage below any knee
+/// scaled, so a busy host did not hold it back. Stages without host or container data are
+/// never marked.
+pub fn mark_starved(
+    points: &mut [StagePoint],
+    sla: &SlaConfig,
+    cfg: &AnalysisConfig,
+    knee_vus: Option<f64>,
+) {
+    let Some(knee) = knee_vus else {
+        return;
+    };
     if cfg.starved_host_idle <= 0.0 {
         return;
     }
-    for p in points.iter_mut().filter(|p| p.excluded.is_none()) {
+    for p in points
+        .iter_mut()
+        .filter(|p| p.excluded.is_none() && p.vus >= knee)
+    {
         let (Some(idle), Some(util)) = (p.host_idle_ratio, p.cpu_utilization) else {
             continue;
         };
