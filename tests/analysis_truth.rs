@@ -298,6 +298,14 @@ fn a_starved_host_is_told_apart_from_the_limit() {
     let table = tables::stages(&stages, &starved_then);
     assert!(table.rows[2].last().unwrap().contains("starved host"));
 
+    // On a host with just the limit's 2 CPUs the host is the limit: nothing to tell apart.
+    let mut host_is_limit = stages.clone();
+    for s in &mut host_is_limit {
+        s.host.as_mut().unwrap().cpus = 2;
+    }
+    let a = analyze_default(&host_is_limit);
+    assert!(a.points.iter().all(|p| p.excluded.is_none()));
+
     // The same low utilization while throttled is the limit, not the host.
     for s in &mut stages[2..4] {
         let s = &mut *s;

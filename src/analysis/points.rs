@@ -88,6 +88,9 @@ pub struct StagePoint {
     /// Idle share of the host's CPUs during the window.
     #[serde(default)]
     pub host_idle_ratio: Option<f64>,
+    /// CPUs of the host, from the same reading.
+    #[serde(default)]
+    pub host_cpus: Option<f64>,
     /// Set when the stage is left out of the knee and the fits.
     #[serde(default)]
     pub excluded: Option<Exclusion>,
@@ -218,6 +221,7 @@ pub fn extract(
                 .as_ref()
                 .and_then(|h| finite(h.idle_ratio))
                 .map(|r| r.clamp(0.0, 1.0)),
+            host_cpus: s.host.as_ref().map(|h| h.cpus as f64),
             excluded: stage_exclusion(s),
         });
     }
@@ -250,8 +254,8 @@ fn stage_exclusion(s: &StageSummary) -> Option<Exclusion> {
 /// A candidate is starved when the host had little idle CPU while the container stayed under
 /// the SLA's utilization line of its limit and was not throttled. A container at its limit (or
 /// throttled by it) is the limit reached, whatever else the host did; a stage below any knee
-/// scaled, so a busy host did not hold it back. Stages without host or container data are
-/// never marked.
+/// scaled, so a busy host did not hold it back; without a CPU limit below the host's CPUs the
+/// host is the limit. Stages without host or container data are never marked.
 pub fn mark_starved(
     points: &mut [StagePoint],
     sla: &SlaConfig,
@@ -271,6 +275,15 @@ pub fn mark_starved(
         let (Some(idle), Some(util)) = (p.host_idle_ratio, p.cpu_utilization) else {
             continue;
         };
+        // Without a limit below the host's CPUs (a plain process, an unlimited container) the
+        // host is the limit: reaching it is the limit reached.
+        let below_host = matches!(
+            (p.cpu_limit_cores, p.host_cpus),
+            (Some(l), Some(h)) if l < h - 1e-9
+        );
+        if !below_host {
+            continue;
+        }
         let throttled = p
             .cpu_throttled_ratio
             .is_some_and(|t| t >= cfg.throttled_ratio);
