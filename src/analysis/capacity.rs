@@ -317,7 +317,7 @@ pub fn analyze(
         .or(knee.vus)
         .and_then(|v| points.iter().rev().find(|p| p.vus == v && p.usable()))
         .or(points.iter().rev().find(|p| p.usable()));
-    let models = fit_models(&points, knee.vus, reference);
+    let models = fit_models(&points, knee.vus, sla.cpu_utilization, reference);
     if !points.is_empty() {
         model_warnings(&models, &mut warnings);
     }

@@ -94,22 +94,22 @@ fn sig(v: f64) -> String {
 /// Fewest distinct VU counts below the knee for a per-VU fit.
 pub const MIN_BELOW_KNEE: usize = 2;
 
-/// Distinct usable VU counts strictly below the knee (all usable ones without a knee).
-pub fn stages_below_knee(points: &[StagePoint], knee_vus: Option<f64>) -> usize {
-    let mut xs: Vec<f64> = points
-        .iter()
-        .filter(|p| p.usable() && knee_vus.is_none_or(|k| p.vus < k))
-        .map(|p| p.vus)
-        .collect();
+/// Distinct VU counts among `pts`.
+fn distinct(pts: &[&StagePoint]) -> usize {
+    let mut xs: Vec<f64> = pts.iter().map(|p| p.vus).collect();
     xs.dedup();
     xs.len()
 }
 
 /// The lower bounds of a spec saturated before two stages could be measured below its knee,
 /// from the knee stage; `None` when there is no knee or enough stages lie below it.
-pub fn lower_bounds(points: &[StagePoint], knee_vus: Option<f64>) -> Option<LowerBounds> {
+pub fn lower_bounds(
+    points: &[StagePoint],
+    knee_vus: Option<f64>,
+    cpu_line: f64,
+) -> Option<LowerBounds> {
     let k = knee_vus?;
-    if stages_below_knee(points, knee_vus) >= MIN_BELOW_KNEE {
+    if distinct(&below_knee(points, knee_vus, cpu_line)) >= MIN_BELOW_KNEE {
         return None;
     }
     let usable: Vec<&StagePoint> = points.iter().filter(|p| p.usable()).collect();
@@ -131,28 +131,24 @@ impl ResourceModels {
     }
 }
 
-/// Stages used for the below-knee fits: strictly below the knee when that leaves two distinct
-/// VU counts (the knee stage itself may already be capped), else up to and including it, else
-/// all stages.
-pub fn below_knee(points: &[StagePoint], knee_vus: Option<f64>) -> Vec<&StagePoint> {
+/// Stages used for the below-knee fits: the usable stages strictly below the knee when they
+/// are two distinct VU counts or more; else those and the knee stage itself when its CPU was
+/// not at the SLA's utilization line (a TPS plateau or latency bend puts the knee on the last
+/// stage of the linear part, which is still a measurement of the per-VU cost). With no knee,
+/// every usable stage. Fewer than two distinct VU counts here mean "saturated from the start".
+pub fn below_knee(points: &[StagePoint], knee_vus: Option<f64>, cpu_line: f64) -> Vec<&StagePoint> {
     let usable: Vec<&StagePoint> = points.iter().filter(|p| p.usable()).collect();
     let Some(k) = knee_vus else {
         return usable;
-    };
-    let distinct = |v: &[&StagePoint]| {
-        let mut xs: Vec<f64> = v.iter().map(|p| p.vus).collect();
-        xs.dedup();
-        xs.len()
     };
     let strict: Vec<&StagePoint> = usable.iter().copied().filter(|p| p.vus < k).collect();
     if distinct(&strict) >= MIN_BELOW_KNEE {
         return strict;
     }
-    let upto: Vec<&StagePoint> = usable.iter().copied().filter(|p| p.vus <= k).collect();
-    if !upto.is_empty() {
-        return upto;
-    }
     usable
+        .into_iter()
+        .filter(|p| p.vus < k || (p.vus == k && p.cpu_utilization.is_none_or(|u| u < cpu_line)))
+        .collect()
 }
 
 fn pairs<'a>(
@@ -169,18 +165,19 @@ fn pairs<'a>(
 pub fn fit_models(
     points: &[StagePoint],
     knee_vus: Option<f64>,
+    cpu_line: f64,
     reference: Option<&StagePoint>,
 ) -> ResourceModels {
     let usable = points.iter().filter(|p| p.usable());
     let memory = fit_linear(&pairs(usable, |p| Some(p.vus), |p| p.memory_bytes));
-    if let Some(lb) = lower_bounds(points, knee_vus) {
+    if let Some(lb) = lower_bounds(points, knee_vus, cpu_line) {
         return ResourceModels {
             memory,
             lower_bounds: Some(lb),
             ..ResourceModels::default()
         };
     }
-    let below = below_knee(points, knee_vus);
+    let below = below_knee(points, knee_vus, cpu_line);
     let vus = |p: &StagePoint| Some(p.vus);
     let tps = |p: &StagePoint| (p.tps > 0.0).then_some(p.tps);
     ResourceModels {
