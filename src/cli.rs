@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `demo`, `demo-target`. Invalid config exits with code
+//! The command line: `run`, `validate`, `demo`, `demo-target`, `import`. Invalid config exits with code
 //! 2 before anything starts; other failures exit 1.
 
 use std::path::PathBuf;
@@ -32,6 +32,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the emulated AI image API with known per-request costs.
     DemoTarget(crate::demo_target::DemoTargetArgs),
+    /// Convert another tool's load test (a k6 script) into a loadspec plan.
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Analyze(a) => crate::analyze::main(a),
         Command::Demo(a) => crate::demo::main(a),
         Command::DemoTarget(a) => crate::demo_target::main(a),
+        Command::Import(a) => crate::import::main(a),
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`server`]: hyper server for `/metrics`, `/healthz`, `/readyz`, `/report`.
 //! - [`daemon`], [`demo`], [`cli`]: the commands and what runs them.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
+//! - [`import`]: `loadspec import k6`, a k6 script into a plan.
 //! - Leaves shared by the above: [`units`] (byte sizes, number forms), [`config_error`] (field
 //!   errors), [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
 //!   [`exposition`] (metric primitives and the text format), [`logging`], [`shutdown`]
@@ -33,7 +34,7 @@
 //! 4. [`metrics`], [`report`], [`config`], [`demo_target`]
 //! 5. [`experiment`], [`server`]
 //! 6. [`daemon`], [`analyze`]
-//! 7. [`demo`]
+//! 7. [`demo`], [`import`]
 //! 8. [`cli`]
 
 pub mod analysis;
@@ -47,6 +48,7 @@ pub mod demo;
 pub mod demo_target;
 pub mod experiment;
 pub mod exposition;
+pub mod import;
 pub mod latency;
 pub mod load;
 pub mod logging;
