@@ -538,6 +538,7 @@ fn scenario(
     let setup = build(&sc.setup, "setup", &mut vars, errs);
     let steps = build(&sc.requests, "requests", &mut vars, errs);
     let think_time = sc.think_time.unwrap_or_default();
+    let setup_policy = setup_policy(sc, path, errs);
     Some(Scenario {
         name: sc.name.clone(),
         executor: sc.executor,
@@ -548,7 +549,57 @@ fn scenario(
         steps,
         var_names: vars.names,
         data,
+        setup_policy,
     })
+}
+
+/// The setup-failure and re-login policy of a scenario, with its limits.
+fn setup_policy(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> SetupPolicy {
+    let mut p = SetupPolicy::default();
+    if let Some(r) = &sc.setup_retry {
+        p.retries = r.max.unwrap_or(p.retries);
+        p.backoff = r.backoff.unwrap_or(p.backoff);
+    }
+    p.on_failure = sc.on_setup_failure.unwrap_or_default();
+    p.rerun_on = sc.rerun_setup_on.clone();
+    p.max_reruns = sc.max_setup_reruns.unwrap_or(p.max_reruns);
+    if p.retries > 100 {
+        errs.add(
+            format!("{path}.setup_retry.max"),
+            format!("must be at most 100, got {}", p.retries),
+        );
+    }
+    if p.backoff > Duration::from_secs(3600) {
+        errs.add(
+            format!("{path}.setup_retry.backoff"),
+            format!("must be at most 1h, got {}", fmt_dur(p.backoff)),
+        );
+    }
+    if p.max_reruns > 10_000 {
+        errs.add(
+            format!("{path}.max_setup_reruns"),
+            format!("must be at most 10000, got {}", p.max_reruns),
+        );
+    }
+    for (i, c) in p.rerun_on.iter().enumerate() {
+        if !(100..=599).contains(c) {
+            errs.add(
+                format!("{path}.rerun_setup_on[{i}]"),
+                format!("must be an HTTP status 100-599, got {c}"),
+            );
+        }
+    }
+    let configured = sc.setup_retry.is_some()
+        || sc.on_setup_failure.is_some()
+        || !sc.rerun_setup_on.is_empty()
+        || sc.max_setup_reruns.is_some();
+    if configured && sc.setup.is_empty() {
+        errs.add(
+            format!("{path}.setup"),
+            "setup_retry, on_setup_failure, rerun_setup_on and max_setup_reruns need [[scenarios.setup]] steps",
+        );
+    }
+    p
 }
 
 fn step(

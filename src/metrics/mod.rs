@@ -70,6 +70,7 @@ pub struct LoadMetrics {
     vus_target: Family<Gauge>,
     arrival_rate_target: Family<GaugeF>,
     dropped: Family<Counter>,
+    setup_runs: Family<Counter>,
     iterations: Family<Counter>,
     data_sent: Family<Counter>,
     data_received: Family<Counter>,
@@ -154,6 +155,12 @@ impl LoadMetrics {
                 "loadspec_dropped_iterations_total",
                 "Open-model iterations not started because every VU up to max_vus was busy.",
                 S,
+                (),
+            ),
+            setup_runs: Family::new(
+                "loadspec_setup_runs_total",
+                "Runs of a scenario's setup steps (first logins, retries, re-logins), by result.",
+                &["scenario", "result"],
                 (),
             ),
             iterations: Family::new("loadspec_iterations_total", "Completed iterations.", S, ()),
@@ -245,6 +252,8 @@ impl LoadMetrics {
             vus_target: self.vus_target.with_label_values(&l),
             arrival_rate_target: self.arrival_rate_target.with_label_values(&l),
             dropped: self.dropped.with_label_values(&l),
+            setup_ok: self.setup_runs.with_label_values(&[scenario, "success"]),
+            setup_fail: self.setup_runs.with_label_values(&[scenario, "failure"]),
             iterations: self.iterations.with_label_values(&l),
             data_sent: self.data_sent.with_label_values(&l),
             data_received: self.data_received.with_label_values(&l),
@@ -275,7 +284,7 @@ impl LoadMetrics {
 impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
-        let families: [&dyn Expose; 21] = [
+        let families: [&dyn Expose; 22] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -290,6 +299,7 @@ impl Expose for LoadMetrics {
             &self.iterations,
             &self.price_mem,
             &self.price_vcpu,
+            &self.setup_runs,
             &self.sla_cpu,
             &self.sla_error_ratio,
             &self.sla_latency,
@@ -309,6 +319,8 @@ pub struct ScenarioMetrics {
     pub vus_target: Gauge,
     pub arrival_rate_target: GaugeF,
     pub dropped: Counter,
+    pub setup_ok: Counter,
+    pub setup_fail: Counter,
     pub iterations: Counter,
     pub data_sent: Counter,
     pub data_received: Counter,
