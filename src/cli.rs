@@ -103,6 +103,15 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = settings
+        .raw
+        .experiment
+        .mode
+        .check_shard(a.shard.unwrap_or_default())
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let format = match a.log_format {
         Some(LogFormatArg::Json) => LogFormat::Json,
         Some(LogFormatArg::Text) => LogFormat::Text,

@@ -54,12 +54,16 @@ fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) ->
     )
 }
 
-fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
+fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option<Settings> {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return None;
     };
-    match crate::config::load(path) {
+    let loaded = crate::config::load(path).map_err(|e| e.to_string()).and_then(|s| {
+        s.raw.experiment.mode.check_shard(shard)?;
+        Ok(s)
+    });
+    match loaded {
         Ok(s) => {
             metrics.config_reload_ok.set(1);
             metrics.config_reloads.with_label_values(&["success"]).inc();
@@ -81,6 +85,12 @@ pub async fn run(
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
+    settings
+        .raw
+        .experiment
+        .mode
+        .check_shard(opts.shard)
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(LoadMetrics::new(&settings.raw.metrics.buckets));
     metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
     metrics.config_reload_ok.set(1);
@@ -173,7 +183,7 @@ pub async fn run(
                         drain(&stop, settings.raw.lifecycle.drain_timeout);
                     }
                     Some(SignalEvent::Reload) => {
-                        if let Some(new) = reload(&opts.config_path, &metrics) {
+                        if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                             pending = Some(new);
                             drain(&stop, settings.raw.lifecycle.drain_timeout);
                         }
@@ -243,7 +253,7 @@ pub async fn run(
                     match signals.recv().await {
                         Some(SignalEvent::Drain) | None => break 'runs,
                         Some(SignalEvent::Reload) => {
-                            if let Some(new) = reload(&opts.config_path, &metrics) {
+                            if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                                 settings = new;
                                 metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
                                 continue 'runs;
