@@ -59,10 +59,12 @@ fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return None;
     };
-    let loaded = crate::config::load(path).map_err(|e| e.to_string()).and_then(|s| {
-        s.raw.experiment.mode.check_shard(shard)?;
-        Ok(s)
-    });
+    let loaded = crate::config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.raw.experiment.mode.check_shard(shard)?;
+            Ok(s)
+        });
     match loaded {
         Ok(s) => {
             metrics.config_reload_ok.set(1);

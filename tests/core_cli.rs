@@ -144,11 +144,16 @@ fn sweep_and_search_refuse_more_than_one_shard() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{mode}: {err}");
         assert!(
-            err.contains(&format!("experiment.mode = \"{mode}\" cannot run with --shard 1/2")),
+            err.contains(&format!(
+                "experiment.mode = \"{mode}\" cannot run with --shard 1/2"
+            )),
             "{mode}: {err}"
         );
         assert!(t.elapsed() < Duration::from_secs(10));
-        assert!(!dir.path().join("reports").exists(), "{mode}: a run started");
+        assert!(
+            !dir.path().join("reports").exists(),
+            "{mode}: a run started"
+        );
     }
 }
 

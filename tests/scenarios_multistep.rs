@@ -793,7 +793,8 @@ async fn login_route(
 }
 
 /// Five users; dave's password in the file is wrong.
-const USERS_ONE_BAD: &str = "username,password\nalice,alice-pw\nbob,bob-pw\ncarol,carol-pw\ndave,WRONG\neve,eve-pw\n";
+const USERS_ONE_BAD: &str =
+    "username,password\nalice,alice-pw\nbob,bob-pw\ncarol,carol-pw\ndave,WRONG\neve,eve-pw\n";
 
 fn one_bad_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -865,7 +866,11 @@ async fn on_setup_failure_retry_tries_again_at_each_iteration() {
     assert_eq!(srv.attempts().get("dave"), Some(&8));
     assert_eq!(srv.attempts().get("alice"), Some(&1));
     // 7 pauses of 30 ms between dave's 8 attempts.
-    assert!(t.elapsed() >= Duration::from_millis(210), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(210),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(m.iterations("s1"), 16, "the healthy VUs ran all of theirs");
 }
 
@@ -874,8 +879,11 @@ async fn the_open_pool_rotates_over_every_preallocated_vu_and_row() {
     let srv = LoginServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let users: String = (0..5).map(|i| format!("u{i},u{i}-pw\n")).collect();
-    std::fs::write(dir.path().join("users.csv"), format!("username,password\n{users}"))
-        .expect("write users.csv");
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("username,password\n{users}"),
+    )
+    .expect("write users.csv");
     // 40 arrivals of ~1 ms each need a small fraction of one VU; all 5 must still take turns.
     let toml = format!(
         "{}\n[[scenarios]]\nname = \"open\"\nexecutor = \"constant-arrival-rate\"\nrate = 20\nduration = \"2s\"\npre_allocated_vus = 5\nmax_vus = 5\ndata = {{ file = \"users.csv\" }}\n{LOGIN_SETUP}{POSTS_STEP}",
@@ -887,7 +895,12 @@ async fn the_open_pool_rotates_over_every_preallocated_vu_and_row() {
     let logins: Vec<u64> = t.attempts.values().copied().collect();
     assert_eq!(logins, vec![1; 5], "{:?}", t.attempts);
     let posts: Vec<u64> = t.posts_ok.values().copied().collect();
-    assert_eq!(posts.len(), 5, "every preallocated VU ran: {:?}", t.posts_ok);
+    assert_eq!(
+        posts.len(),
+        5,
+        "every preallocated VU ran: {:?}",
+        t.posts_ok
+    );
     assert!(
         posts.iter().all(|n| (4..=12).contains(n)),
         "the load is spread: {:?}",

@@ -357,7 +357,10 @@ mod tests {
                     .filter(|&i| Shard { index: i, count: n }.owns(g))
                     .collect();
                 assert_eq!(owners.len(), 1, "g={g} n={n}");
-                let s = Shard { index: owners[0], count: n };
+                let s = Shard {
+                    index: owners[0],
+                    count: n,
+                };
                 assert_eq!(s.global(g / n), g);
                 // The owner's share counts g exactly when g is below the total.
                 assert_eq!(s.vus(g + 1) - s.vus(g), 1);

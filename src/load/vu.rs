@@ -246,9 +246,7 @@ impl ScenarioCtx {
         for (i, s) in self.steps.iter().enumerate() {
             let start = if i == 0 { t0 } else { Instant::now() };
             let done = self.exec(s, vu, start).await;
-            if done
-                .status
-                .is_some_and(|c| policy.rerun_on.contains(&c))
+            if done.status.is_some_and(|c| policy.rerun_on.contains(&c))
                 && vu.reruns < policy.max_reruns
             {
                 // The login expired: stop this iteration here (one failed request) and run

@@ -175,7 +175,8 @@ pub(super) async fn run(
     // The preallocated VUs hold the first arrivals, in order.
     for local in 0..pre {
         let first = pool.plan.local_at(local).map(|o| t0 + o);
-        pool.tracker.spawn(vu_task(pool.clone(), local, Some(first)));
+        pool.tracker
+            .spawn(vu_task(pool.clone(), local, Some(first)));
     }
     // Follow the rate for the gauge until the schedule ends (a few wake-ups per second).
     let shards = pool.plan.shard.count as f64;
@@ -194,7 +195,11 @@ pub(super) async fn run(
         }
     }
     // Arrivals that came due but no VU reached were dropped: every VU was busy.
-    let end = if drained { t0.elapsed().min(total) } else { total };
+    let end = if drained {
+        t0.elapsed().min(total)
+    } else {
+        total
+    };
     let due = pool.plan.local_count_before(end);
     let claimed = pool.next.swap(u64::MAX / 2, Ordering::AcqRel);
     if !drained && due > claimed {
