@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::metrics::FailureReason;
+use super::FailureReason;
 
 /// Largest response head accepted; a bigger one is a malformed response.
 const MAX_HEAD: usize = 64 * 1024;

@@ -1,10 +1,17 @@
 //! Load generation: the typed plan, request building, the HTTP client, the executors and the
 //! recorder.
 pub mod body;
-pub mod client;
 pub mod executor;
+pub mod failure;
+pub mod http1;
+pub mod meters;
 pub mod plan;
-pub mod recorder;
 pub mod splice;
+pub mod sys;
 pub mod template;
 pub mod vu;
+
+pub use failure::FailureReason;
+
+/// The latency recorder lives in the leaf [`crate::latency`], which the demo target shares.
+pub use crate::latency as recorder;
