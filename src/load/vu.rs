@@ -319,9 +319,21 @@ impl ScenarioCtx {
         };
         let result = vu.conns.send_raw(req, want, step.timeout).await;
         vu.conns.put_head(scratch);
-        let elapsed = start.elapsed();
+        let end = Instant::now();
+        let retries = vu.conns.take_retries();
+        if retries > 0 {
+            s.metrics.phases.retries.inc_by(retries);
+        }
         match result {
             Ok(resp) => {
+                let t = resp.timing;
+                if !t.connect.is_zero() {
+                    s.metrics.phases.connect.observe(t.connect.as_secs_f64());
+                }
+                s.metrics.phases.waiting.observe(t.waiting.as_secs_f64());
+                // k6's http_req_duration: everything from the (intended) start but the
+                // connect, which has its own histogram.
+                let elapsed = end.saturating_duration_since(start).saturating_sub(t.connect);
                 self.metrics.data_received.inc_by(resp.received);
                 s.metrics.duration.observe(elapsed.as_secs_f64());
                 self.latency.record(elapsed);

@@ -23,7 +23,7 @@ use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
 use crate::config::{PricesConfig, SlaConfig};
 
-pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
+pub use crate::load::meters::{Meters, Phases, ScenarioMetrics, StepMetrics};
 pub use crate::load::FailureReason;
 
 const SR: &[&str] = &["scenario", "request"];
@@ -34,6 +34,9 @@ const S: &[&str] = &["scenario"];
 pub struct LoadMetrics {
     pub registry: Registry,
     duration: Family<Histogram>,
+    connect: Family<Histogram>,
+    waiting: Family<Histogram>,
+    retries: Family<Counter>,
     requests: Arc<Family<Counter>>,
     failures: Family<Counter>,
     checks: Family<Counter>,
@@ -82,9 +85,27 @@ impl LoadMetrics {
         Self {
             duration: Family::new(
                 "loadspec_http_request_duration_seconds",
-                "Time from the (intended) send to the last response byte, responses only.",
+                "Sending + waiting + receiving (k6 http_req_duration): from the send, or the intended start in the open model, to the last response byte, without the connect; responses only.",
                 SR,
                 Buckets::new(buckets),
+            ),
+            connect: Family::new(
+                "loadspec_http_connect_duration_seconds",
+                "TCP connects a request waited for (a new or replaced connection).",
+                SR,
+                Buckets::new(buckets),
+            ),
+            waiting: Family::new(
+                "loadspec_http_waiting_seconds",
+                "Time to first byte: request written to the first response byte (k6 http_req_waiting).",
+                SR,
+                Buckets::new(buckets),
+            ),
+            retries: Family::new(
+                "loadspec_http_retries_total",
+                "Requests sent again because a kept-alive connection was found closed before any response byte.",
+                SR,
+                (),
             ),
             requests: Arc::new(Family::new(
                 "loadspec_http_requests_total",
@@ -215,7 +236,6 @@ impl LoadMetrics {
             g.with_label_values(&[]).set(v);
         }
     }
-
 }
 
 impl Meters for LoadMetrics {
@@ -241,6 +261,11 @@ impl Meters for LoadMetrics {
             scenario,
             request,
             self.duration.with_label_values(&[scenario, request]),
+            Phases {
+                connect: self.connect.with_label_values(&[scenario, request]),
+                waiting: self.waiting.with_label_values(&[scenario, request]),
+                retries: self.retries.with_label_values(&[scenario, request]),
+            },
             Arc::clone(&self.requests),
             |r| {
                 self.failures
@@ -255,7 +280,7 @@ impl Meters for LoadMetrics {
 impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
-        let families: [&dyn Expose; 22] = [
+        let families: [&dyn Expose; 25] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -263,9 +288,12 @@ impl Expose for LoadMetrics {
             &self.data_received,
             &self.data_sent,
             &self.dropped,
+            &self.connect,
             &self.duration,
             &self.failures,
             &*self.requests,
+            &self.retries,
+            &self.waiting,
             &self.iteration_duration,
             &self.iterations,
             &self.price_mem,

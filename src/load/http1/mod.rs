@@ -36,6 +36,17 @@ pub struct Response {
     pub body: Option<Bytes>,
     /// Bytes received: the exact head plus the body length.
     pub received: u64,
+    /// The phases k6 reports apart.
+    pub timing: Timing,
+}
+
+/// The phases of one exchange, kept apart so each has its own histogram.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// TCP connects this request waited for (zero on a kept-alive connection).
+    pub connect: std::time::Duration,
+    /// From the request's last byte written to the response's first byte (TTFB).
+    pub waiting: std::time::Duration,
 }
 
 /// What the caller needs from a response besides its status and size.
