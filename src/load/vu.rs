@@ -13,10 +13,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::http1::{
     write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
 };
-use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
-use crate::latency::LatencyRecorder;
-use crate::config::raw::DataMode;
 use super::meters::{Meters, ScenarioMetrics, StepMetrics};
+use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
+use crate::config::raw::DataMode;
+use crate::latency::LatencyRecorder;
 
 /// A step with what can be computed once: its static target, its static header lines, its
 /// metrics, and, when nothing in it varies, its whole request head.
@@ -333,7 +333,9 @@ impl ScenarioCtx {
                 s.metrics.phases.waiting.observe(t.waiting.as_secs_f64());
                 // k6's http_req_duration: everything from the (intended) start but the
                 // connect, which has its own histogram.
-                let elapsed = end.saturating_duration_since(start).saturating_sub(t.connect);
+                let elapsed = end
+                    .saturating_duration_since(start)
+                    .saturating_sub(t.connect);
                 self.metrics.data_received.inc_by(resp.received);
                 s.metrics.duration.observe(elapsed.as_secs_f64());
                 self.latency.record(elapsed);

@@ -248,8 +248,8 @@ mod tests {
     use super::super::{FileBody, Target};
     use super::*;
     use bytes::Bytes;
-    use http::Method;
     use http::header::HOST;
+    use http::Method;
     use http::Request;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
