@@ -74,6 +74,9 @@ fn validate(a: ValidateArgs) -> ExitCode {
                 Ok(t) => print!("{t}"),
                 Err(e) => eprintln!("(cannot print the effective config: {e})"),
             }
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
             eprintln!(
                 "{}: valid ({} scenario(s))",
                 a.config.display(),
@@ -111,6 +114,9 @@ fn run(a: RunArgs) -> ExitCode {
         None => settings.raw.log.format,
     };
     crate::logging::init(format);
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
     tracing::info!(config = %a.config.display(), shard = ?a.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
     tracing::debug!(effective = %effective, "effective config (secrets redacted)");

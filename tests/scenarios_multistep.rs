@@ -633,6 +633,77 @@ async fn bad_configs_name_the_field_and_start_nothing() {
     let env = [("LOADSPEC_TEST_RUN_ID", "run-42".to_string())];
     let (code, _, stderr) = loadspec(&["validate", "--config", path], &env).await;
     assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains("warning"),
+        "no data file, no warning: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_json_keys_and_warns_about_rows_and_the_environment() {
+    let (addr, _h) = demo().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A header typo: `passwd` instead of `password`.
+    std::fs::write(
+        dir.path().join("users.csv"),
+        "username,passwd\nalice,alice-pw\n",
+    )
+    .expect("write users.csv");
+    let scenario = |data: &str| {
+        format!(
+            "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 1\ndata = {data}\n{LOGIN_SETUP}{POSTS_STEP}",
+            target(addr)
+        )
+    };
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, scenario("{ file = \"users.csv\" }")).expect("write");
+    let path = file.to_str().unwrap();
+    // The missing column is named by its JSON key.
+    let (code, _, stderr) = loadspec(&["validate", "--config", path], &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("scenarios[0].setup[0].body.json.password: unknown variable `${password}`"),
+        "{stderr}"
+    );
+    // With `password` set in the environment it validates, and says where it came from.
+    let env = [("password", "from-env".to_string())];
+    let (code, _, stderr) = loadspec(&["validate", "--config", path], &env).await;
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["warning: scenarios[0]: ${password} is not a column of users.csv; taken from the environment (a typo in the file's header row?)"],
+        "{stderr}"
+    );
+
+    // Round-robin rows with a setup login that uses them: a warning, in both commands.
+    std::fs::write(dir.path().join("users.csv"), USERS_CSV).expect("write users.csv");
+    let file = dir.path().join("rr.toml");
+    let rr = scenario("{ file = \"users.csv\", mode = \"round-robin\" }").replace(
+        "headers = { Authorization = \"Bearer ${token}\" }",
+        "headers = { Authorization = \"Bearer ${token}\", X-User = \"${username}\" }",
+    );
+    std::fs::write(&file, &rr).expect("write");
+    let (code, _, stderr) = loadspec(&["validate", "--config", file.to_str().unwrap()], &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: scenarios[0].data: mode = \"round-robin\""),
+        "{stderr}"
+    );
+    // Per-VU rows, or round-robin rows the setup does not use, are fine.
+    for ok in [
+        rr.replace("mode = \"round-robin\"", "mode = \"per-vu\""),
+        scenario("{ file = \"users.csv\", mode = \"round-robin\" }"),
+    ] {
+        std::fs::write(&file, ok).expect("write");
+        let (code, _, stderr) =
+            loadspec(&["validate", "--config", file.to_str().unwrap()], &[]).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
