@@ -3,7 +3,7 @@
 //!   the exact instants it changes; VU `g` runs iterations while `g` is below it.
 //! - [`arrival`]: constant-arrival-rate and ramping-arrival-rate. The `n`-th iteration starts
 //!   at the instant given by the cumulative rate; idle VUs take the next arrival in turn.
-//! - [`per_vu`]: per-vu-iterations.
+//! - [`per_vu`]: the per-vu-iterations executor.
 //!
 //! Shards stripe global indexes (VUs and arrivals) as k6's execution segments `0,1/N,…,1`
 //! do: index `g` belongs to shard `g mod N`, so the union of the shards is the one-process
