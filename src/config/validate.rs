@@ -592,6 +592,18 @@ fn scenario(
     })
 }
 
+/// Every entry of the list at `field` is an HTTP status.
+fn check_statuses(codes: &[u16], field: &str, errs: &mut Errors) {
+    for (i, c) in codes.iter().enumerate() {
+        if !(100..=599).contains(c) {
+            errs.add(
+                format!("{field}[{i}]"),
+                format!("must be an HTTP status 100-599, got {c}"),
+            );
+        }
+    }
+}
+
 /// The setup-failure and re-login policy of a scenario, with its limits.
 fn setup_policy(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> SetupPolicy {
     let mut p = SetupPolicy::default();
@@ -620,14 +632,7 @@ fn setup_policy(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> SetupPoli
             format!("must be at most 10000, got {}", p.max_reruns),
         );
     }
-    for (i, c) in p.rerun_on.iter().enumerate() {
-        if !(100..=599).contains(c) {
-            errs.add(
-                format!("{path}.rerun_setup_on[{i}]"),
-                format!("must be an HTTP status 100-599, got {c}"),
-            );
-        }
-    }
+    check_statuses(&p.rerun_on, &format!("{path}.rerun_setup_on"), errs);
     let configured = sc.setup_retry.is_some()
         || sc.on_setup_failure.is_some()
         || !sc.rerun_setup_on.is_empty()
@@ -772,14 +777,7 @@ fn step(
             format!("a {} request cannot have a body", r.method),
         );
     }
-    for (i, c) in r.expect.iter().enumerate() {
-        if !(100..=599).contains(c) {
-            errs.add(
-                format!("{rp}.expect[{i}]"),
-                format!("must be an HTTP status 100-599, got {c}"),
-            );
-        }
-    }
+    check_statuses(&r.expect, &format!("{rp}.expect"), errs);
     let timeout = r.timeout.unwrap_or(target.timeout);
     if timeout.is_zero() {
         errs.add(format!("{rp}.timeout"), "must be greater than 0s");
