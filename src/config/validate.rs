@@ -57,6 +57,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
     if raw.lifecycle.drain_timeout.is_zero() {
         errs.add("lifecycle.drain_timeout", "must be greater than 0s");
     }
+    if raw.lifecycle.exit_grace > Duration::from_secs(600) {
+        errs.add("lifecycle.exit_grace", "must be at most 10m");
+    }
     if raw.log.progress_interval < Duration::from_millis(100) {
         errs.add(
             "log.progress_interval",

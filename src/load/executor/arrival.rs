@@ -26,8 +26,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 use super::{finish, gate, Gate, Stop, OPEN_GRACE};
-use crate::config::raw::ExecutorKind;
-use crate::load::plan::{RateStage, Shard, Stage};
+use crate::load::plan::{ExecutorKind, RateStage, Shard, Stage};
 use crate::load::vu::{ScenarioCtx, Vu};
 
 /// A claimed arrival later than this when claimed found no idle VU at its instant.

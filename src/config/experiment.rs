@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Errors;
+use crate::config_error::Errors;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +33,7 @@ impl Mode {
     pub fn check_shard(self, shard: crate::load::plan::Shard) -> Result<(), String> {
         if shard.count > 1 && self != Mode::Plan {
             return Err(format!(
-                "experiment.mode = \"{}\" cannot run with --shard {}/{}: it sets the container limits and judges the SLA on the whole load; run it unsharded, or shard a plan (mode = \"plan\")",
+                "experiment.mode = \"{}\" cannot run with --shard {}/{}: it sets the container limits and judges the SLA on the whole load, so it runs in one process; run it unsharded, or run the plan sharded (mode = \"plan\") and `loadspec analyze` it",
                 self.as_str(),
                 shard.index,
                 shard.count
@@ -47,6 +47,12 @@ impl Mode {
 #[serde(deny_unknown_fields, default)]
 pub struct ExperimentConfig {
     pub mode: Mode,
+    /// The common wall-clock start of a sharded run (unix seconds or RFC 3339); `--start-at`
+    /// and `LOADSPEC_START_AT` override it. See docs/scale-out.md.
+    pub start_at: Option<super::start::StartAt>,
+    /// The run's identity in `loadspec_run_info` and the report folder; default: derived from
+    /// `start_at` (so every shard agrees), else `<mode>-<n>`.
+    pub run_id: Option<String>,
     pub sweep: SweepConfig,
     pub search: SearchConfig,
 }
@@ -133,6 +139,11 @@ impl ExperimentConfig {
                 }
             }
         };
+        if let Some(id) = &self.run_id {
+            if let Err(why) = super::start::check_run_id(id) {
+                errs.add(format!("{path}.run_id"), why);
+            }
+        }
         match self.mode {
             Mode::Plan => {}
             Mode::Sweep => {
