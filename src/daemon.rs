@@ -85,6 +85,13 @@ fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option
     }
 }
 
+/// Give the metrics a (re)loaded config's latency buckets (with its SLA edges), SLA and
+/// prices; between runs, since new buckets start the histograms afresh.
+fn configure(metrics: &LoadMetrics, settings: &Settings) {
+    let raw = &settings.raw;
+    metrics.configure(&raw.latency_buckets(), &raw.sla, &raw.prices);
+}
+
 /// Run until the plan ends (with `on_finish = exit`) or a drain.
 pub async fn run(
     mut settings: Settings,
@@ -97,8 +104,8 @@ pub async fn run(
         .mode
         .check_shard(opts.shard)
         .map_err(anyhow::Error::msg)?;
-    let metrics = Arc::new(LoadMetrics::new(&settings.raw.metrics.buckets));
-    metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+    let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
+    configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);
     let background = CancellationToken::new();
     let _guard = background.clone().drop_guard();
@@ -274,7 +281,7 @@ pub async fn run(
         }
         if let Some(new) = pending.take() {
             settings = new;
-            metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+            configure(&metrics, &settings);
             continue 'runs;
         }
         match settings.raw.lifecycle.on_finish {
@@ -291,7 +298,7 @@ pub async fn run(
                         Some(SignalEvent::Reload) => {
                             if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                                 settings = new;
-                                metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+                                configure(&metrics, &settings);
                                 continue 'runs;
                             }
                         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::FailureReason;
-use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram};
+use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram, WindowMax};
 
 /// Where a scenario gets its handles from.
 pub trait Meters {
@@ -51,6 +51,7 @@ pub struct StepMetrics {
     /// Sending + waiting + receiving (k6 `http_req_duration`), from the intended start in
     /// the open model; never the connect.
     pub duration: Histogram,
+    duration_max: WindowMax,
     pub phases: Phases,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
@@ -62,6 +63,7 @@ pub struct StepMetrics {
 }
 
 impl StepMetrics {
+    /// `duration` is the latency histogram and the windowed maximum of the same latencies;
     /// `codes` is the family of responses by status code (labels scenario, request, code);
     /// `failure` gives the counter of each [`FailureReason`], created now so `rate()` works
     /// from the start.
@@ -69,7 +71,7 @@ impl StepMetrics {
     pub fn new(
         scenario: &str,
         request: &str,
-        duration: Histogram,
+        (duration, duration_max): (Histogram, WindowMax),
         phases: Phases,
         codes: Arc<Family<Counter>>,
         failure: impl FnMut(FailureReason) -> Counter,
@@ -78,6 +80,7 @@ impl StepMetrics {
     ) -> Self {
         Self {
             duration,
+            duration_max,
             phases,
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: codes,
@@ -87,6 +90,12 @@ impl StepMetrics {
             check_pass,
             check_fail,
         }
+    }
+
+    /// Record the latency of a response: the histogram and the windowed maximum.
+    pub fn latency(&self, secs: f64) {
+        self.duration.observe(secs);
+        self.duration_max.observe(secs);
     }
 
     /// Count a response with this status.

@@ -337,7 +337,7 @@ impl ScenarioCtx {
                     .saturating_duration_since(start)
                     .saturating_sub(t.connect);
                 self.metrics.data_received.inc_by(resp.received);
-                s.metrics.duration.observe(elapsed.as_secs_f64());
+                s.metrics.latency(elapsed.as_secs_f64());
                 self.latency.record(elapsed);
                 s.metrics.response(resp.status);
                 let ok = step.expect.accepts(resp.status) && capture(step, &resp, vu);
