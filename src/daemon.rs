@@ -76,12 +76,18 @@ fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) ->
     )
 }
 
-fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
+fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option<Settings> {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return None;
     };
-    match crate::config::load(path) {
+    let loaded = crate::config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.raw.experiment.mode.check_shard(shard)?;
+            Ok(s)
+        });
+    match loaded {
         Ok(s) => {
             metrics.config_reload_ok.set(1);
             metrics.config_reloads.with_label_values(&["success"]).inc();
@@ -110,6 +116,12 @@ pub async fn run(
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
+    settings
+        .raw
+        .experiment
+        .mode
+        .check_shard(opts.shard)
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
     configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);
@@ -225,7 +237,7 @@ pub async fn run(
                         drain(&stop, settings.raw.lifecycle.drain_timeout);
                     }
                     Some(SignalEvent::Reload) => {
-                        if let Some(new) = reload(&opts.config_path, &metrics) {
+                        if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                             pending = Some(new);
                             drain(&stop, settings.raw.lifecycle.drain_timeout);
                         }
@@ -320,7 +332,7 @@ pub async fn run(
                     match signals.recv().await {
                         Some(SignalEvent::Drain) | None => break 'runs,
                         Some(SignalEvent::Reload) => {
-                            if let Some(new) = reload(&opts.config_path, &metrics) {
+                            if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                                 settings = new;
                                 configure(&metrics, &settings);
                                 continue 'runs;

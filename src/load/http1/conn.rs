@@ -4,7 +4,7 @@
 //! server closed while idle once.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -25,6 +25,8 @@ pub(super) struct Conn {
     pub(super) buf: BytesMut,
     /// It carried a request before: an EOF before the answer means the server closed it idle.
     pub(super) reused: bool,
+    /// When the first byte of the current response arrived.
+    pub(super) first_byte: Option<Instant>,
 }
 
 /// The connections of one VU, and its scratch buffer for request heads.
@@ -32,6 +34,8 @@ pub(super) struct Conn {
 pub struct Conns {
     conns: Vec<Conn>,
     head: Vec<u8>,
+    /// Requests sent again on a new connection since [`Conns::take_retries`].
+    retries: u64,
 }
 
 /// Why an exchange ended without a response.
@@ -63,7 +67,21 @@ impl Conns {
             stream,
             buf: BytesMut::with_capacity(READ_BUF),
             reused: false,
+            first_byte: None,
         })
+    }
+
+    /// Connect, adding the time it took to `spent`.
+    async fn connect_timed(authority: &str, spent: &mut Duration) -> Result<Conn, FailureReason> {
+        let t = Instant::now();
+        let c = Self::connect(authority).await;
+        *spent += t.elapsed();
+        c
+    }
+
+    /// Resends since the last call (a kept-alive connection found closed, then replaced).
+    pub fn take_retries(&mut self) -> u64 {
+        std::mem::take(&mut self.retries)
     }
 
     /// Send an `http::Request` (tests build requests this way; the VUs use
@@ -128,13 +146,15 @@ impl Conns {
         timeout: Duration,
     ) -> Result<Response, FailureReason> {
         let fut = async {
+            let mut connect = Duration::ZERO;
             let mut conn = match self.take(req.authority) {
                 Some(c) => c,
-                None => Self::connect(req.authority).await?,
+                None => Self::connect_timed(req.authority, &mut connect).await?,
             };
             loop {
                 match exchange(&mut conn, &req, want).await {
-                    Ok((resp, reusable)) => {
+                    Ok((mut resp, reusable)) => {
+                        resp.timing.connect = connect;
                         if reusable {
                             conn.reused = true;
                             if conn.buf.capacity() > KEEP_BUF {
@@ -144,8 +164,12 @@ impl Conns {
                         }
                         return Ok(resp);
                     }
+                    // Closed before any byte of the response arrived (a response byte makes
+                    // any later failure the request's own): safe to send again, even a POST
+                    // the server never answered. Counted, never silent.
                     Err(Fail::Closed) if conn.reused => {
-                        conn = Self::connect(req.authority).await?;
+                        self.retries += 1;
+                        conn = Self::connect_timed(req.authority, &mut connect).await?;
                     }
                     Err(Fail::Closed) => return Err(FailureReason::Io),
                     Err(Fail::Reason(r)) => return Err(r),
@@ -179,8 +203,13 @@ async fn exchange(
             Fail::Reason(FailureReason::Io)
         });
     }
+    let written_at = Instant::now();
     conn.buf.clear();
+    conn.first_byte = None;
     let (status, framing, close, headers, head_len) = read_head(conn, req.head_only, want).await?;
+    let waiting = conn
+        .first_byte
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(written_at));
     let mut body = want.body.then(BytesMut::new);
     let (len, eof) = match framing {
         Framing::None => (0, false),
@@ -195,6 +224,10 @@ async fn exchange(
             headers,
             body: body.map(BytesMut::freeze),
             received: head_len + len,
+            timing: super::Timing {
+                connect: Duration::ZERO,
+                waiting,
+            },
         },
         reusable,
     ))
