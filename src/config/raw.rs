@@ -79,6 +79,8 @@ pub struct TargetConfig {
     pub headers: BTreeMap<String, String>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// TLS of `https://` URLs: private CA, SNI override, client certificate.
+    pub tls: crate::load::tls::TlsConfig,
 }
 
 impl Default for TargetConfig {
@@ -88,6 +90,7 @@ impl Default for TargetConfig {
             bearer_token: None,
             headers: BTreeMap::new(),
             timeout: Duration::from_secs(60),
+            tls: Default::default(),
         }
     }
 }

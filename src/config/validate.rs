@@ -75,6 +75,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
     if raw.scenarios.is_empty() {
         errs.add("scenarios", "at least one scenario is required");
     }
+    let transport = Arc::new(transport(&raw, base_dir, &mut errs));
     let mut names = HashMap::new();
     let mut scenarios = Vec::new();
     for (i, sc) in raw.scenarios.iter().enumerate() {
@@ -101,7 +102,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
             base_dir,
             &mut errs,
         ) {
-            scenarios.push(Arc::new(s));
+            scenarios.push(Arc::new(Scenario {
+                transport: transport.clone(),
+                ..s
+            }));
         }
     }
     errs.finish(Settings {
@@ -143,26 +147,42 @@ fn validate_buckets(b: &[f64], errs: &mut Errors) {
     }
 }
 
+/// The client settings of `target.tls`. The TLS client is built at once (so a bad key stops
+/// the start) when a TLS key is set or a URL of the config is https.
+fn transport(raw: &RawConfig, base_dir: &Path, errs: &mut Errors) -> crate::load::net::Transport {
+    let https = |u: &Option<String>| u.as_deref().is_some_and(|u| u.starts_with("https:"));
+    let eager = https(&raw.target.base_url)
+        || raw
+            .scenarios
+            .iter()
+            .flat_map(|s| s.setup.iter().chain(&s.requests))
+            .any(|r| https(&r.url));
+    crate::load::net::Transport::new(&raw.target.tls, "target.tls", base_dir, eager).unwrap_or_else(
+        |es| {
+            for e in es {
+                errs.add(e.field, e.reason);
+            }
+            Default::default()
+        },
+    )
+}
+
 fn check_url(u: &str, path: &str, errs: &mut Errors) -> bool {
     match url::Url::parse(u) {
-        Ok(url) if url.scheme() == "http" => {
+        Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {
             if url.host_str().is_none() {
                 errs.add(path, format!("has no host: {u:?}"));
                 return false;
             }
             true
         }
-        Ok(url) if url.scheme() == "https" => {
-            errs.add(
-                path,
-                format!("https is not supported yet; use an http:// URL, got {u:?}"),
-            );
-            false
-        }
         Ok(url) => {
             errs.add(
                 path,
-                format!("scheme must be http, got {:?} in {u:?}", url.scheme()),
+                format!(
+                    "scheme must be http or https, got {:?} in {u:?}",
+                    url.scheme()
+                ),
             );
             false
         }
@@ -548,6 +568,7 @@ fn scenario(
         steps,
         var_names: vars.names,
         data,
+        transport: Arc::default(),
     })
 }
 

@@ -10,6 +10,8 @@
 //! - [`multipart`]: the S3 upload parsed with `multer`.
 //! - [`handlers`]: routing and every endpoint.
 //! - [`server`]: the accept loop, graceful shutdown, [`spawn`] and [`DemoHandle`].
+//! - [`tls`]: the TLS server config (`--tls-cert`, `--tls-key`, `--tls-client-ca`) and a CA
+//!   made in memory for the demo and the tests.
 //!
 //! This file holds only the command's entry point: runtime, signals and the `listening on` line.
 
@@ -19,6 +21,7 @@ pub mod handlers;
 pub mod multipart;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -32,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::units::ByteSize;
 pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
-pub use server::{serve, serve_state, spawn, DemoHandle};
+pub use server::{serve, serve_state, serve_with, spawn, spawn_tls, DemoHandle};
 pub use state::{DemoState, DemoStats, MultipartSeen};
 
 /// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
@@ -86,6 +89,18 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            match tls::server_config_files(cert, key, args.tls_client_ca.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let mut signals = match Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {
@@ -103,6 +118,7 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
         delay_ms = c.delay.as_secs_f64() * 1000.0,
         fail_ratio = c.fail_ratio,
         mix = %c.mix,
+        tls = tls.is_some(),
         "demo-target started"
     );
     // A parent process (loadspec demo, tests) reads the bound port from this line.
@@ -112,7 +128,7 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
     drop(out);
 
     let cancel = CancellationToken::new();
-    let mut server = tokio::spawn(serve_state(listener, state, cancel.clone()));
+    let mut server = tokio::spawn(serve_with(listener, state, tls, cancel.clone()));
     tokio::select! {
         sig = signals.next() => {
             tracing::info!(signal = sig.unwrap_or(0), "draining in-flight requests");

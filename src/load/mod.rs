@@ -3,9 +3,11 @@
 pub mod body;
 pub mod executor;
 pub mod http1;
+pub mod net;
 pub mod plan;
 pub mod recorder;
 pub mod splice;
 pub mod sys;
 pub mod template;
+pub mod tls;
 pub mod vu;

@@ -243,6 +243,8 @@ pub struct Scenario {
     /// Names of the per-VU variables (captures and data columns), by index.
     pub var_names: Vec<String>,
     pub data: Option<DataSet>,
+    /// TCP and TLS settings of the target, shared by every scenario of a config.
+    pub transport: Arc<super::net::Transport>,
 }
 
 pub type ScenarioRef = Arc<Scenario>;

@@ -294,7 +294,7 @@ impl ScenarioCtx {
         };
         self.metrics.data_sent.inc_by(head.len() as u64 + body_len);
         let req = RawRequest {
-            authority: &target.authority,
+            target,
             head,
             body,
             file: s.file_body.as_ref(),
@@ -306,7 +306,12 @@ impl ScenarioCtx {
         };
         let result = vu.conns.send_raw(req, want, step.timeout).await;
         vu.conns.put_head(scratch);
-        let elapsed = start.elapsed();
+        let phases = vu.conns.phases();
+        if let Some(h) = phases.tls_handshake {
+            s.metrics.tls_handshake.observe(h.as_secs_f64());
+        }
+        // The connection's set-up has its own histograms; the request duration leaves it out.
+        let elapsed = start.elapsed().saturating_sub(phases.setup());
         match result {
             Ok(resp) => {
                 self.metrics.data_received.inc_by(resp.received);
@@ -389,7 +394,7 @@ impl Vu {
             vars: vec![None; ctx.scenario.var_names.len()],
             iterations: 0,
             setup_done: false,
-            conns: Conns::default(),
+            conns: Conns::new(ctx.scenario.transport.clone()),
         }
     }
 }

@@ -55,6 +55,11 @@ impl FailureReason {
 }
 
 const SR: &[&str] = &["scenario", "request"];
+/// Buckets of the TLS handshake histogram: from a loopback handshake (under 1 ms) to a slow
+/// one across the world.
+const TLS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 const S: &[&str] = &["scenario"];
 
 /// All load, SLA and price metric families. They live on [`family`] atomics and are written
@@ -62,6 +67,7 @@ const S: &[&str] = &["scenario"];
 pub struct LoadMetrics {
     pub registry: Registry,
     duration: Family<Histogram>,
+    tls_handshake: Family<Histogram>,
     requests: Arc<Family<Counter>>,
     failures: Family<Counter>,
     checks: Family<Counter>,
@@ -112,6 +118,13 @@ impl LoadMetrics {
                 "Time from the (intended) send to the last response byte, responses only.",
                 SR,
                 Buckets::new(buckets),
+            ),
+            tls_handshake: Family::new(
+                "loadspec_http_tls_handshake_duration_seconds",
+                "TLS handshakes of new https connections, from the TCP connection to the \
+                 handshake's end (left out of the request duration).",
+                SR,
+                Buckets::new(TLS_BUCKETS),
             ),
             requests: Arc::new(Family::new(
                 "loadspec_http_requests_total",
@@ -258,6 +271,7 @@ impl LoadMetrics {
         // Create the pass/fail and failure series up front so rate() works from the start.
         StepMetrics {
             duration: self.duration.with_label_values(&l),
+            tls_handshake: self.tls_handshake.with_label_values(&l),
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: Arc::clone(&self.requests),
             scenario: scenario.to_string(),
@@ -275,7 +289,7 @@ impl LoadMetrics {
 impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
-        let families: [&dyn Expose; 21] = [
+        let families: [&dyn Expose; 22] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -286,6 +300,7 @@ impl Expose for LoadMetrics {
             &self.duration,
             &self.failures,
             &*self.requests,
+            &self.tls_handshake,
             &self.iteration_duration,
             &self.iterations,
             &self.price_mem,
@@ -320,6 +335,7 @@ const CODES: usize = 500;
 
 pub struct StepMetrics {
     pub duration: Histogram,
+    pub tls_handshake: Histogram,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
     scenario: String,

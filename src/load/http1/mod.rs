@@ -47,7 +47,7 @@ pub struct Want {
 
 /// A request already serialized: its head (request line, headers, blank line) and body.
 pub struct RawRequest<'a> {
-    pub authority: &'a str,
+    pub target: &'a Target,
     pub head: &'a [u8],
     pub body: &'a [Bytes],
     /// The same body in a memfd; when present it is sent instead of `body`.
