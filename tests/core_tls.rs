@@ -387,3 +387,100 @@ duration = "1s"
         target.stats().connections
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_h2_the_vus_share_connections_and_the_upload_arrives_intact() {
+    let pki = Pki::new("test CA").unwrap();
+    let (addr, target) = tls_target(&pki.server(&["127.0.0.1"]).unwrap(), None).await;
+    let (dir, png_path) = dir_with_png();
+    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let png = std::fs::read(png_path).unwrap();
+    let cfg = config(
+        addr,
+        "ca_file = \"ca.pem\"",
+        8,
+        3,
+        &s3_request(Some("tok-abc")),
+    )
+    .replace(
+        "timeout = \"10s\"",
+        "timeout = \"10s\"\nhttp_version = \"2\"\nhttp2_connections = 2",
+    );
+    let m = run(&cfg, dir).await;
+    let stats = target.stats();
+    let seen = stats
+        .last_multipart
+        .expect("the server parsed a multipart body");
+    assert_eq!(seen.prompt.as_deref(), Some(PROMPT));
+    assert_eq!(seen.file_bytes, png.len() as u64);
+    assert_eq!(seen.file_fnv64, fnv64(&png), "file bytes differ over h2");
+    assert!(seen.bearer_present);
+    assert_eq!(ok_count(&m), 24.0, "{m}");
+    let c = &stats.connections;
+    // 8 VUs on 2 connections: 24 streams.
+    assert_eq!((c.accepted, c.h2_alpn), (2, 2), "{c:?}");
+    assert_eq!(c.requests_by_version.get("HTTP/2.0"), Some(&24), "{c:?}");
+    assert_eq!(c.requests_by_version.get("HTTP/1.1"), None);
+    let hs = sample(
+        &m,
+        "loadspec_http_tls_handshake_duration_seconds_count",
+        &[],
+    );
+    assert_eq!(hs, Some(2.0), "one handshake per shared connection");
+    assert_eq!(
+        sample(&m, "loadspec_http_request_duration_seconds_count", &[]),
+        Some(24.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_with_prior_knowledge_over_plain_http() {
+    let (addr, target) = target(DemoTargetConfig::free()).await;
+    let cfg = config(addr, "", 4, 3, GET)
+        .replace("https://", "http://")
+        .replace(
+            "timeout = \"10s\"",
+            "timeout = \"10s\"\nhttp_version = \"2\"",
+        );
+    let m = run(&cfg, tempfile::tempdir().unwrap()).await;
+    let c = target.stats().connections;
+    assert_eq!(ok_count(&m), 12.0, "{m}");
+    assert_eq!(c.accepted, 1, "one connection by default: {c:?}");
+    assert_eq!(c.requests_by_version.get("HTTP/2.0"), Some(&12), "{c:?}");
+    assert_eq!(
+        sample(
+            &m,
+            "loadspec_http_tls_handshake_duration_seconds_count",
+            &[]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_h2_by_alpn_fails_as_tls() {
+    let _ = logs();
+    let pki = Pki::new("test CA").unwrap();
+    let server = pki.server(&["127.0.0.1"]).unwrap();
+    let cfg = server_config(server.cert_pem.as_bytes(), server.key_pem.as_bytes(), None).unwrap();
+    let mut only_h1 = (*cfg).clone();
+    only_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (addr, target) =
+        loadspec::demo_target::spawn_tls(DemoTargetConfig::free(), Some(Arc::new(only_h1)))
+            .await
+            .unwrap();
+    let (dir, _) = dir_with_png();
+    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let cfg = config(addr, "ca_file = \"ca.pem\"", 1, 3, GET).replace(
+        "timeout = \"10s\"",
+        "timeout = \"10s\"\nhttp_version = \"2\"",
+    );
+    let m = run(&cfg, dir).await;
+    assert_eq!(failures(&m, "tls"), 3.0, "{m}");
+    assert_eq!(ok_count(&m), 0.0);
+    assert!(target.stats().requests.is_empty());
+    // rustls refuses the handshake when no protocol overlaps (a server without ALPN support
+    // would complete it, and the client then refuses: "did not agree to HTTP/2 by ALPN").
+    let lines = log_lines("127.0.0.1 accepts none of the offered application protocols by ALPN");
+    assert_eq!(lines.len(), 1, "{:?}", log_lines("TLS failure"));
+}

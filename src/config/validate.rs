@@ -147,8 +147,8 @@ fn validate_buckets(b: &[f64], errs: &mut Errors) {
     }
 }
 
-/// The client settings of `target.tls`. The TLS client is built at once (so a bad key stops
-/// the start) when a TLS key is set or a URL of the config is https.
+/// The client settings of `target`: TLS, HTTP version, HTTP/2 connections. The TLS client is
+/// built at once (so a bad key stops the start) when a TLS key is set or a URL is https.
 fn transport(raw: &RawConfig, base_dir: &Path, errs: &mut Errors) -> crate::load::net::Transport {
     let https = |u: &Option<String>| u.as_deref().is_some_and(|u| u.starts_with("https:"));
     let eager = https(&raw.target.base_url)
@@ -157,14 +157,22 @@ fn transport(raw: &RawConfig, base_dir: &Path, errs: &mut Errors) -> crate::load
             .iter()
             .flat_map(|s| s.setup.iter().chain(&s.requests))
             .any(|r| https(&r.url));
-    crate::load::net::Transport::new(&raw.target.tls, "target.tls", base_dir, eager).unwrap_or_else(
-        |es| {
+    let n = raw.target.http2_connections;
+    let max = crate::load::net::MAX_HTTP2_CONNECTIONS;
+    if !(1..=max).contains(&n) {
+        errs.add(
+            "target.http2_connections",
+            format!("must be from 1 to {max}, got {n}"),
+        );
+    }
+    let t = &raw.target;
+    crate::load::net::Transport::new(&t.tls, "target.tls", base_dir, eager, t.http_version, n)
+        .unwrap_or_else(|es| {
             for e in es {
                 errs.add(e.field, e.reason);
             }
             Default::default()
-        },
-    )
+        })
 }
 
 fn check_url(u: &str, path: &str, errs: &mut Errors) -> bool {

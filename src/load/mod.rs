@@ -2,6 +2,7 @@
 //! recorder.
 pub mod body;
 pub mod executor;
+pub mod h2;
 pub mod http1;
 pub mod net;
 pub mod plan;

@@ -1,5 +1,5 @@
 //! How a VU reaches the target: a TCP connection, with TLS for `https://` ([`super::tls`]),
-//! and the timing of those phases. [`Transport`] is the part of the validated config the
+//! HTTP/1.1 or HTTP/2 ([`super::h2`]), and the timing of the connection's phases. [`Transport`] is the part of the validated config the
 //! client needs; it is built once and shared by every VU.
 
 use std::io;
@@ -98,17 +98,36 @@ impl Phases {
     }
 }
 
-/// The client side of the target config: TLS and (later) the HTTP version.
+/// `target.http_version`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub enum HttpVersion {
+    #[default]
+    #[serde(rename = "1.1")]
+    Http1,
+    #[serde(rename = "2")]
+    Http2,
+}
+
+/// Most HTTP/2 connections per target (`target.http2_connections`).
+pub const MAX_HTTP2_CONNECTIONS: u32 = 1024;
+
+/// The client side of the target config: TLS, the HTTP version, and the HTTP/2 connections
+/// the VUs share.
 pub struct Transport {
     tls_cfg: TlsConfig,
     base_dir: std::path::PathBuf,
     tls: OnceLock<Option<Arc<TlsClient>>>,
+    version: HttpVersion,
+    http2_connections: u32,
+    h2: super::h2::Pool,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("tls", &self.tls_cfg)
+            .field("version", &self.version)
+            .field("http2_connections", &self.http2_connections)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +138,9 @@ impl Default for Transport {
             tls_cfg: TlsConfig::default(),
             base_dir: ".".into(),
             tls: OnceLock::new(),
+            version: HttpVersion::Http1,
+            http2_connections: 1,
+            h2: Default::default(),
         }
     }
 }
@@ -132,14 +154,19 @@ impl Transport {
         prefix: &str,
         base_dir: &Path,
         eager: bool,
+        version: HttpVersion,
+        http2_connections: u32,
     ) -> Result<Self, Vec<TlsSetupError>> {
         let t = Self {
             tls_cfg: tls.clone(),
             base_dir: base_dir.to_path_buf(),
             tls: OnceLock::new(),
+            version,
+            http2_connections: http2_connections.clamp(1, MAX_HTTP2_CONNECTIONS),
+            h2: Default::default(),
         };
         if eager || *tls != TlsConfig::default() {
-            let c = TlsClient::new(tls, prefix, base_dir, Alpn::Http1)?;
+            let c = TlsClient::new(tls, prefix, base_dir, t.alpn())?;
             let _ = t.tls.set(Some(Arc::new(c)));
         }
         Ok(t)
@@ -149,7 +176,7 @@ impl Transport {
     pub fn tls(&self) -> Option<&Arc<TlsClient>> {
         self.tls
             .get_or_init(|| {
-                match TlsClient::new(&self.tls_cfg, "target.tls", &self.base_dir, Alpn::Http1) {
+                match TlsClient::new(&self.tls_cfg, "target.tls", &self.base_dir, self.alpn()) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(errs) => {
                         for e in errs {
@@ -160,6 +187,26 @@ impl Transport {
                 }
             })
             .as_ref()
+    }
+
+    fn alpn(&self) -> Alpn {
+        match self.version {
+            HttpVersion::Http1 => Alpn::Http1,
+            HttpVersion::Http2 => Alpn::H2,
+        }
+    }
+
+    pub fn http_version(&self) -> HttpVersion {
+        self.version
+    }
+
+    /// HTTP/2 connections per target.
+    pub fn http2_connections(&self) -> usize {
+        self.http2_connections as usize
+    }
+
+    pub(super) fn h2_pool(&self) -> &super::h2::Pool {
+        &self.h2
     }
 
     /// True when `target.tls.insecure_skip_verify` is on.

@@ -376,7 +376,10 @@ pub fn describe(e: &io::Error, name: &str) -> String {
             format!("{name} refused the client certificate")
         }
         E::AlertReceived(A::NoApplicationProtocol) | E::NoApplicationProtocol => {
-            format!("{name} accepts none of the offered application protocols (ALPN)")
+            format!(
+                "{name} accepts none of the offered application protocols by ALPN (h2 only \
+                 with target.http_version = \"2\", http/1.1 only with \"1.1\")"
+            )
         }
         E::AlertReceived(a) => format!("{name} ended the TLS handshake: {a:?}"),
         E::InvalidMessage(_) | E::InappropriateMessage { .. } => {

@@ -394,7 +394,7 @@ impl Vu {
             vars: vec![None; ctx.scenario.var_names.len()],
             iterations: 0,
             setup_done: false,
-            conns: Conns::new(ctx.scenario.transport.clone()),
+            conns: Conns::new(ctx.scenario.transport.clone(), id),
         }
     }
 }

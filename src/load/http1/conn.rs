@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing};
 use super::write::{write_all, write_file};
 use super::{RawRequest, Response, Target, Want};
-use crate::load::net::{Phases, Stream, Transport};
+use crate::load::net::{HttpVersion, Phases, Stream, Transport};
 use crate::load::tls;
 use crate::metrics::FailureReason;
 
@@ -50,6 +50,9 @@ pub struct Conns {
     head: Vec<u8>,
     transport: Arc<Transport>,
     phases: Phases,
+    /// The VU's number: its HTTP/2 connection is `slot mod http2_connections`.
+    slot: u64,
+    h2: crate::load::h2::H2Conns,
 }
 
 /// Why an exchange ended without a response.
@@ -66,9 +69,10 @@ impl From<FailureReason> for Fail {
 }
 
 impl Conns {
-    pub fn new(transport: Arc<Transport>) -> Self {
+    pub fn new(transport: Arc<Transport>, slot: u64) -> Self {
         Self {
             transport,
+            slot,
             ..Default::default()
         }
     }
@@ -181,6 +185,13 @@ impl Conns {
         timeout: Duration,
     ) -> Result<Response, FailureReason> {
         self.phases = Phases::default();
+        if self.transport.http_version() == HttpVersion::Http2 {
+            let (t, slot) = (&*self.transport, self.slot);
+            let fut = self.h2.send(t, slot, &req, want, &mut self.phases);
+            return tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or(Err(FailureReason::Timeout));
+        }
         let fut = async {
             let mut conn = match self.take(req.target) {
                 Some(c) => c,
