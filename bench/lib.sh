@@ -81,6 +81,58 @@ EOF
     die "nginx did not start: $(cat "$d/error.log")"
 }
 
+# Start nginx over TLS (HTTP/1.1 only, as wrk speaks nothing else; session cache and tickets on)
+# on one core, serving the same 100-byte file and answering POST /upload with 200 (nginx reads
+# and discards the body); sets NGINX_TLS_BASE (https://127.0.0.1:PORT) and writes a self-signed
+# certificate to $WORK/tls/cert.pem (a throw-away key made by the openssl CLI for this run).
+start_nginx_tls() {
+    local d="$WORK/nginx-tls" port
+    mkdir -p "$d/www" "$d/tmp" "$WORK/tls"
+    chmod 755 "$WORK" "$d" "$d/www" "$WORK/tls"
+    printf '%099d\n' 0 >"$d/www/small.txt"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -addext basicConstraints=critical,CA:FALSE \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
+    port=$(free_port)
+    cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_max_body_size 8m;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    ssl_certificate $WORK/tls/cert.pem;
+    ssl_certificate_key $WORK/tls/key.pem;
+    ssl_session_cache shared:TLS:10m;
+    ssl_session_tickets on;
+    server {
+        listen 127.0.0.1:$port ssl backlog=4096;
+        root $d/www;
+        location / { }
+        location = /upload { return 200 "ok\n"; }
+    }
+}
+EOF
+    taskset -c "$TARGET_CORE" nginx -c "$d/nginx.conf" -p "$d" 2>>"$d/error.log" &
+    NGINX_PID=$!
+    NGINX_TLS_BASE="https://127.0.0.1:$port"
+    for _ in $(seq 50); do
+        curl -fsk -o /dev/null "$NGINX_TLS_BASE/small.txt" && return 0
+        sleep 0.1
+    done
+    die "nginx (TLS) did not start: $(cat "$d/error.log")"
+}
+
 # Start demo-target with the given extra flags on the target core; sets DT_ADDR and DT_PID.
 start_demo_target() {
     local out="$WORK/demo-target.$RANDOM.out"
@@ -136,6 +188,7 @@ progress_interval = "1h"
 source = "none"
 [target]
 timeout = "60s"
+${TARGET_EXTRA:-}
 [[scenarios]]
 name = "bench"
 executor = "constant-vus"

@@ -367,6 +367,11 @@ pub fn describe(e: &io::Error, name: &str) -> String {
             CertificateError::BadSignature => {
                 format!("certificate of {name} has a bad signature")
             }
+            // webpki refuses a CA certificate presented as the server's own.
+            other if format!("{other:?}").contains("CaUsedAsEndEntity") => format!(
+                "certificate of {name} is a CA certificate, which cannot identify a server \
+                 (serve a certificate issued by that CA)"
+            ),
             other => format!("certificate of {name} was refused: {other:?}"),
         },
         E::AlertReceived(A::CertificateRequired) => format!(
