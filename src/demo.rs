@@ -73,7 +73,6 @@ pub fn main(a: DemoArgs) -> ExitCode {
 async fn start_target(a: &DemoArgs, tls: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(tls)
         .args([
             "demo-target",
             "--listen",
@@ -87,6 +86,7 @@ async fn start_target(a: &DemoArgs, tls: &[String]) -> anyhow::Result<(Child, So
             "--base-memory",
             &format!("{}MiB", a.base_memory_mib),
         ])
+        .args(tls)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

@@ -484,3 +484,37 @@ async fn a_server_that_refuses_h2_by_alpn_fails_as_tls() {
     let lines = log_lines("127.0.0.1 accepts none of the offered application protocols by ALPN");
     assert_eq!(lines.len(), 1, "{:?}", log_lines("TLS failure"));
 }
+
+#[test]
+fn loadspec_demo_tls_runs_the_sweep_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadspec"))
+        .args(["demo", "--tls", "--vus", "1", "--stage-duration", "2s"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cpu-ms",
+            "1",
+            "--delay-ms",
+            "1",
+        ])
+        .arg("--reports")
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("against demo-target at https://127.0.0.1:"),
+        "{stdout}"
+    );
+    let status = stdout
+        .lines()
+        .find(|l| l.contains("status......"))
+        .expect("a status line");
+    assert!(status.contains("200="), "{status}");
+    assert!(!status.contains("tls="), "{status}");
+    assert!(!stderr.contains("TLS failure"), "{stderr}");
+}
