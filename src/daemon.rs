@@ -15,7 +15,7 @@ use crate::analysis::{analyze, CapacityAnalysis, StageSummary};
 use crate::config::raw::OnFinish;
 use crate::config::Settings;
 use crate::containers::SnapshotRx;
-use crate::experiment::{run_experiment, summary, Outcome, Runtime};
+use crate::experiment::{console, run_experiment, Outcome, Runtime};
 use crate::load::executor::Stop;
 use crate::load::plan::Shard;
 use crate::metrics::LoadMetrics;
@@ -199,7 +199,7 @@ pub async fn run(
         if opts.print_summary {
             println!(
                 "{}",
-                summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
+                console::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
             );
             for n in &run.notes {
                 println!("  * {n}");

@@ -52,8 +52,8 @@ pub struct DemoArgs {
 }
 
 pub fn main(a: DemoArgs) -> ExitCode {
-    crate::logging::init(crate::config::raw::LogFormat::Text);
-    let rt = match crate::cli::runtime() {
+    crate::logging::init(crate::logging::LogFormat::Text);
+    let rt = match crate::runtime::build(None, None) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -179,10 +179,9 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let _ = std::fs::remove_dir_all(&dir);
-    // Ask demo-target to stop gracefully; kill_on_drop covers the rest.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
+    // The sweep is over and no request is in flight, so there is nothing to drain: stop the
+    // demo-target (SIGKILL through tokio, no unsafe) and reap it.
+    let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     if let Some((_, analysis)) = &finished.last {
         println!("{}", ground_truth(&a, analysis));

@@ -9,9 +9,9 @@ use super::ConfigError;
 
 /// Read, layer and deserialize the file; no validation beyond types and unknown keys.
 pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })?;
     parse_raw(&text, &path.display().to_string())
 }

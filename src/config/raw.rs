@@ -24,7 +24,7 @@ pub struct RawConfig {
     pub reports: ReportsConfig,
     pub containers: crate::containers::ContainersConfig,
     pub analysis: crate::analysis::AnalysisConfig,
-    pub experiment: crate::experiment::config::ExperimentConfig,
+    pub experiment: super::experiment::ExperimentConfig,
     pub scenarios: Vec<ScenarioConfig>,
 }
 
@@ -43,13 +43,9 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
+pub use crate::load::body::{BodyConfig, FilePart, TextPart};
+pub use crate::load::plan::{DataMode, ExecutorKind};
+pub use crate::logging::LogFormat;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,28 +164,6 @@ impl Default for ReportsConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExecutorKind {
-    ConstantVus,
-    RampingVus,
-    ConstantArrivalRate,
-    RampingArrivalRate,
-    PerVuIterations,
-}
-
-impl ExecutorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConstantVus => "constant-vus",
-            Self::RampingVus => "ramping-vus",
-            Self::ConstantArrivalRate => "constant-arrival-rate",
-            Self::RampingArrivalRate => "ramping-arrival-rate",
-            Self::PerVuIterations => "per-vu-iterations",
-        }
-    }
-}
-
 /// One scenario: an executor with its schedule, and the requests of one iteration. Which
 /// schedule fields are required depends on `executor`; validation says which are missing.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -270,43 +244,6 @@ fn default_method() -> String {
     "GET".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum BodyConfig {
-    Json {
-        json: serde_json::Value,
-    },
-    Form {
-        fields: BTreeMap<String, String>,
-    },
-    Text {
-        text: String,
-        content_type: Option<String>,
-    },
-    Multipart {
-        #[serde(default)]
-        fields: Vec<TextPart>,
-        #[serde(default)]
-        files: Vec<FilePart>,
-    },
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextPart {
-    pub name: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePart {
-    pub name: String,
-    pub path: PathBuf,
-    pub filename: Option<String>,
-    pub content_type: Option<String>,
-}
-
 /// Take a value from a response into a per-VU variable: exactly one of `json` (a JSON
 /// pointer), `header`, or `regex` (first capture group, else the whole match).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -316,16 +253,6 @@ pub struct CaptureConfig {
     pub json: Option<String>,
     pub header: Option<String>,
     pub regex: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DataMode {
-    /// Row `vu % rows` for every iteration of a VU.
-    #[default]
-    PerVu,
-    /// The next row for every iteration, shared across VUs.
-    RoundRobin,
 }
 
 /// Rows of values (prompts, credentials) read once at start; columns become `${column}`.

@@ -13,7 +13,8 @@
 //! - [`tls`]: the TLS server config (`--tls-cert`, `--tls-key`, `--tls-client-ca`) and a CA
 //!   made in memory for the demo and the tests.
 //!
-//! This file holds only the command's entry point: runtime, signals and the `listening on` line.
+//! This file holds only the command's entry point: runtime, logging, the shutdown signal it
+//! hands to [`server::run`], and the `listening on` line.
 
 pub mod config;
 pub mod cost;
@@ -27,31 +28,23 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_tokio::Signals;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::units::ByteSize;
 pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
-pub use server::{serve, serve_state, serve_with, spawn, spawn_tls, DemoHandle};
+pub use server::{serve, serve_state, serve_with, spawn, spawn_tls, DemoHandle, RunError};
 pub use state::{DemoState, DemoStats, MultipartSeen};
 
 /// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
 /// cannot start or requests outlive `--shutdown-timeout`, 130 on a second signal; clap exits
 /// with 2 on invalid flags before this runs.
 pub fn main(args: DemoTargetArgs) -> ExitCode {
-    init_logging();
+    crate::logging::init(crate::logging::LogFormat::Text);
     let cfg = DemoTargetConfig::from_args(&args);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .enable_all()
-        .max_blocking_threads(usize::from(args.blocking_threads));
-    if let Some(n) = args.workers {
-        builder.worker_threads(usize::from(n));
-    }
-    let rt = match builder.build() {
+    let rt = match crate::runtime::build(
+        args.workers.map(usize::from),
+        Some(usize::from(args.blocking_threads)),
+    ) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");
@@ -101,7 +94,7 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
         }
         _ => None,
     };
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let shutdown = match crate::shutdown::drain_signal() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot install signal handlers: {e}");
@@ -127,52 +120,18 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
     let _ = out.flush();
     drop(out);
 
-    let cancel = CancellationToken::new();
-    let mut server = tokio::spawn(serve_with(listener, state, tls, cancel.clone()));
-    tokio::select! {
-        sig = signals.next() => {
-            tracing::info!(signal = sig.unwrap_or(0), "draining in-flight requests");
-        }
-        r = &mut server => return finished(r),
-    }
-    cancel.cancel();
-    tokio::select! {
-        r = &mut server => finished(r),
-        _ = signals.next() => {
-            tracing::warn!("second signal: exiting without draining");
-            ExitCode::from(130)
-        }
-        _ = tokio::time::sleep(args.shutdown_timeout) => {
-            tracing::warn!(timeout = ?args.shutdown_timeout, "requests still in flight at the shutdown timeout");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn finished(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> ExitCode {
-    match r {
-        Ok(Ok(())) => {
+    match server::run(listener, state, tls, shutdown, args.shutdown_timeout).await {
+        Ok(()) => {
             tracing::info!("demo-target stopped");
             ExitCode::SUCCESS
         }
-        Ok(Err(e)) => {
-            eprintln!("error: demo-target failed: {e}");
+        Err(e @ server::RunError::DrainTimeout(_)) => {
+            tracing::warn!("{e}");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("error: demo-target task failed: {e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr (stdout carries only the `listening on` line), filtered by `RUST_LOG`,
-/// default `info`. Does nothing if a subscriber is already installed.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -1,8 +1,10 @@
 //! Serving: the accept loop over HTTP/1.1 keep-alive and HTTP/2 connections (h2c by prior
-//! knowledge, or TLS with ALPN), graceful shutdown on a
-//! cancellation token (stop accepting, let in-flight requests finish), and [`spawn`] with its
-//! [`DemoHandle`] for running a demo target inside a test or another command.
+//! knowledge, or TLS with ALPN), graceful shutdown on a cancellation token (stop accepting, let
+//! in-flight requests finish), [`run`] that serves until an injected shutdown future resolves,
+//! and [`spawn`] with its [`DemoHandle`] for running a demo target inside a test or another
+//! command.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +133,45 @@ where
     let conn = builder.serve_connection(io, svc);
     watcher.watch(conn).await
 }
+
+/// Why [`run`] ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("demo-target failed: {0}")]
+    Serve(io::Error),
+    #[error("demo-target task failed: {0}")]
+    Task(tokio::task::JoinError),
+    #[error("requests still in flight at the shutdown timeout ({0:?})")]
+    DrainTimeout(Duration),
+}
+
+/// Serves `state` on `listener` (over TLS when `tls` is given) until `shutdown` resolves (the
+/// command passes [`crate::shutdown::drain_signal`], a test any future), then stops accepting
+/// and waits up to `drain_timeout` for in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<DemoState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> Result<(), RunError> {
+    let cancel = CancellationToken::new();
+    let mut server = tokio::spawn(serve_with(listener, state, tls, cancel.clone()));
+    let finished = |r: Result<io::Result<()>, tokio::task::JoinError>| match r {
+        Ok(r) => r.map_err(RunError::Serve),
+        Err(e) => Err(RunError::Task(e)),
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!("draining in-flight requests"),
+        r = &mut server => return finished(r),
+    }
+    cancel.cancel();
+    match tokio::time::timeout(drain_timeout, server).await {
+        Ok(r) => finished(r),
+        Err(_) => Err(RunError::DrainTimeout(drain_timeout)),
+    }
+}
+
 /// Starts a demo target on `127.0.0.1:0` in the current runtime; returns its address and a
 /// handle that reads its stats and stops it (on [`DemoHandle::shutdown`] or on drop).
 pub async fn spawn(cfg: DemoTargetConfig) -> io::Result<(SocketAddr, DemoHandle)> {

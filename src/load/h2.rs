@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::http1::{RawRequest, Response, Target, Want};
 use super::net::{Phases, Stream, Transport};
-use crate::metrics::FailureReason;
+use super::FailureReason;
 
 /// The request body: the step's chunks as data frames, without joining them.
 pub type Body =

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::tls::{Alpn, TlsClient, TlsConfig, TlsSetupError};
-use crate::metrics::FailureReason;
+use super::FailureReason;
 
 /// A connection to the target, plain or TLS.
 pub enum Stream {

@@ -13,10 +13,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::http1::{
     write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
 };
+use super::meters::{Meters, ScenarioMetrics, StepMetrics};
+use super::plan::DataMode;
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
-use super::recorder::LatencyRecorder;
-use crate::config::raw::DataMode;
-use crate::metrics::{LoadMetrics, ScenarioMetrics, StepMetrics};
+use crate::latency::LatencyRecorder;
 
 /// A step with what can be computed once: its static target, its static header lines, its
 /// metrics, and, when nothing in it varies, its whole request head.
@@ -160,7 +160,7 @@ pub struct ScenarioCtx {
 }
 
 impl ScenarioCtx {
-    pub fn new(scenario: ScenarioRef, m: &LoadMetrics) -> Arc<Self> {
+    pub fn new(scenario: ScenarioRef, m: &impl Meters) -> Arc<Self> {
         let prep = |steps: &[Step]| {
             steps
                 .iter()

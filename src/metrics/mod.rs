@@ -1,4 +1,5 @@
-//! Every metric loadspec exports, defined in one place (DESIGN.md §4), on an explicit
+//! Every metric loadspec exports, defined in one place (docs/architecture.md lists where each
+//! is updated; README.md has the table), on an explicit
 //! [`Registry`] so tests can gather it.
 //!
 //! Hot-path design: a request records into pre-resolved handles ([`StepMetrics`]), never
@@ -11,48 +12,20 @@
 //! succeeded, else `fail`. So the error ratio is `checks{result="fail"} / checks`.
 
 pub mod containers;
-pub mod family;
 pub mod model;
-pub mod text;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+pub use crate::exposition::{family, text};
+
+use std::sync::Arc;
 
 use prometheus::Registry;
 
 use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 
-/// Why a request got no response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    Timeout,
-    Connect,
-    Tls,
-    Io,
-    Body,
-}
-
-impl FailureReason {
-    pub const ALL: [FailureReason; 5] = [
-        FailureReason::Timeout,
-        FailureReason::Connect,
-        FailureReason::Tls,
-        FailureReason::Io,
-        FailureReason::Body,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Timeout => "timeout",
-            FailureReason::Connect => "connect",
-            FailureReason::Tls => "tls",
-            FailureReason::Io => "io",
-            FailureReason::Body => "body",
-        }
-    }
-}
+pub use crate::load::meters::{Meters, ScenarioMetrics, StepHistograms, StepMetrics};
+pub use crate::load::FailureReason;
 
 const SR: &[&str] = &["scenario", "request"];
 /// Buckets of the TLS handshake histogram: from a loopback handshake (under 1 ms) to a slow
@@ -249,9 +222,10 @@ impl LoadMetrics {
             g.with_label_values(&[]).set(v);
         }
     }
+}
 
-    /// Handles for one scenario.
-    pub fn scenario(&self, scenario: &str) -> ScenarioMetrics {
+impl Meters for LoadMetrics {
+    fn scenario(&self, scenario: &str) -> ScenarioMetrics {
         let l = [scenario];
         ScenarioMetrics {
             vus: self.vus.with_label_values(&l),
@@ -265,24 +239,23 @@ impl LoadMetrics {
         }
     }
 
-    /// Handles for one step (request name) of a scenario.
-    pub fn step(&self, scenario: &str, request: &str) -> StepMetrics {
-        let l = [scenario, request];
+    fn step(&self, scenario: &str, request: &str) -> StepMetrics {
         // Create the pass/fail and failure series up front so rate() works from the start.
-        StepMetrics {
-            duration: self.duration.with_label_values(&l),
-            tls_handshake: self.tls_handshake.with_label_values(&l),
-            codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
-            codes_vec: Arc::clone(&self.requests),
-            scenario: scenario.to_string(),
-            request: request.to_string(),
-            failures: FailureReason::ALL.map(|r| {
+        StepMetrics::new(
+            scenario,
+            request,
+            StepHistograms {
+                duration: self.duration.with_label_values(&[scenario, request]),
+                tls_handshake: self.tls_handshake.with_label_values(&[scenario, request]),
+            },
+            Arc::clone(&self.requests),
+            |r| {
                 self.failures
                     .with_label_values(&[scenario, request, r.as_str()])
-            }),
-            check_pass: self.checks.with_label_values(&[scenario, request, "pass"]),
-            check_fail: self.checks.with_label_values(&[scenario, request, "fail"]),
-        }
+            },
+            self.checks.with_label_values(&[scenario, request, "pass"]),
+            self.checks.with_label_values(&[scenario, request, "fail"]),
+        )
     }
 }
 
@@ -315,70 +288,6 @@ impl Expose for LoadMetrics {
         ];
         for f in families {
             f.expose(out);
-        }
-    }
-}
-
-pub struct ScenarioMetrics {
-    pub vus: Gauge,
-    pub vus_target: Gauge,
-    pub arrival_rate_target: GaugeF,
-    pub dropped: Counter,
-    pub iterations: Counter,
-    pub data_sent: Counter,
-    pub data_received: Counter,
-    pub iteration_duration: Histogram,
-}
-
-/// Status codes 100..=599 map to slots; the counter for a code is created on first use.
-const CODES: usize = 500;
-
-pub struct StepMetrics {
-    pub duration: Histogram,
-    pub tls_handshake: Histogram,
-    codes: Box<[OnceLock<Counter>; CODES]>,
-    codes_vec: Arc<Family<Counter>>,
-    scenario: String,
-    request: String,
-    failures: [Counter; 5],
-    pub check_pass: Counter,
-    pub check_fail: Counter,
-}
-
-impl StepMetrics {
-    /// Count a response with this status.
-    pub fn response(&self, code: u16) {
-        let slot = (code as usize).saturating_sub(100).min(CODES - 1);
-        self.codes[slot]
-            .get_or_init(|| {
-                self.codes_vec.with_label_values(&[
-                    self.scenario.as_str(),
-                    self.request.as_str(),
-                    &code.to_string(),
-                ])
-            })
-            .inc();
-    }
-
-    pub fn failure(&self, reason: FailureReason) {
-        let i = FailureReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(3);
-        self.failures[i].inc();
-    }
-
-    /// Counts so far: status code or failure reason to count (for stage status mixes).
-    pub fn counts(&self, into: &mut BTreeMap<String, u64>) {
-        for (i, c) in self.codes.iter().enumerate() {
-            if let Some(c) = c.get() {
-                *into.entry((i + 100).to_string()).or_default() += c.get();
-            }
-        }
-        for (r, c) in FailureReason::ALL.iter().zip(&self.failures) {
-            if c.get() > 0 {
-                *into.entry(r.as_str().to_string()).or_default() += c.get();
-            }
         }
     }
 }

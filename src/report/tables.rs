@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use super::format::{format_bytes, trim_float};
 use crate::analysis::fit::LinearFit;
-use crate::analysis::recommend::trim_float;
 use crate::analysis::{CapacityAnalysis, StageSummary};
-use crate::units::format_bytes;
 
 /// A titled table of text cells.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,7 +15,7 @@ use super::write::{write_all, write_file};
 use super::{RawRequest, Response, Target, Want};
 use crate::load::net::{HttpVersion, Phases, Stream, Transport};
 use crate::load::tls;
-use crate::metrics::FailureReason;
+use crate::load::FailureReason;
 
 /// A connection's read buffer starts this small, so 10,000 idle VUs stay cheap.
 pub(super) const READ_BUF: usize = 4 * 1024;

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 
 use super::conn::{is_closed, Conn, Fail, KEEP_BUF, READ_BUF};
 use super::Want;
-use crate::metrics::FailureReason;
+use crate::load::FailureReason;
 
 /// Largest response head accepted; a bigger one is a malformed response.
 const MAX_HEAD: usize = 64 * 1024;
