@@ -15,8 +15,6 @@ use loadspec::demo_target::tls::{self_signed, server_config, Issued, Pki};
 use loadspec::demo_target::{DemoHandle, DemoTargetConfig};
 use support_core::*;
 
-const PROMPT: &str = "미니멀하고 화이톤의 셋업";
-
 /// Every log line of this test binary (the daemon runs in-process).
 fn logs() -> Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -87,12 +85,7 @@ base_url = "https://{addr}"
 timeout = "10s"
 [target.tls]
 {tls}
-[lifecycle]
-on_finish = "idle"
-[reports]
-enabled = false
-[analysis]
-settle = "200ms"
+{IDLE_NO_REPORTS}
 [[scenarios]]
 name = "tls"
 executor = "per-vu-iterations"
@@ -111,6 +104,21 @@ path = "/api/v1/status/200"
 
 fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// demo-target over TLS with a certificate for 127.0.0.1 from a new CA, and a temp dir whose
+/// `ca.pem` is that CA.
+async fn trusted_target() -> (std::net::SocketAddr, DemoHandle, tempfile::TempDir) {
+    let pki = Pki::new("test CA").unwrap();
+    let (addr, target) = tls_target(&pki.server(&["127.0.0.1"]).unwrap(), None).await;
+    (addr, target, ca_dir(&pki.ca_pem))
+}
+
+/// A temp dir with `test.png` and `ca.pem` (the CA the config's `ca_file` names).
+fn ca_dir(ca_pem: &str) -> tempfile::TempDir {
+    let (dir, _) = dir_with_png();
+    write(dir.path(), "ca.pem", ca_pem);
+    dir
 }
 
 /// Run `cfg` (files in `dir`) to its end; returns the /metrics text.
@@ -137,10 +145,8 @@ fn ok_count(m: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_request_over_https_arrives_intact_on_reused_connections() {
-    let pki = Pki::new("test CA").unwrap();
-    let (addr, target) = tls_target(&pki.server(&["127.0.0.1"]).unwrap(), None).await;
-    let (dir, png_path) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let (addr, target, dir) = trusted_target().await;
+    let png_path = dir.path().join("test.png");
     let cfg = config(
         addr,
         "ca_file = \"ca.pem\"",
@@ -151,16 +157,7 @@ async fn the_seed_request_over_https_arrives_intact_on_reused_connections() {
     let png = std::fs::read(png_path).unwrap();
     let m = run(&cfg, dir).await;
     let stats = target.stats();
-    let seen = stats
-        .last_multipart
-        .expect("the server parsed a multipart body");
-    assert_eq!(seen.field_names, vec!["prompt", "beforeImagePath"]);
-    assert_eq!(seen.prompt.as_deref(), Some(PROMPT));
-    assert_eq!(seen.filename.as_deref(), Some("test.png"));
-    assert_eq!(seen.content_type.as_deref(), Some("image/png"));
-    assert_eq!(seen.file_bytes, png.len() as u64);
-    assert_eq!(seen.file_fnv64, fnv64(&png), "file bytes differ over TLS");
-    assert!(seen.bearer_present);
+    assert_seed_upload(stats.last_multipart.clone(), &png, "HTTPS/1.1");
     assert_eq!(
         stats.requests["POST /api/v1/ai-images"].get(&200),
         Some(&10)
@@ -189,10 +186,7 @@ async fn the_seed_request_over_https_arrives_intact_on_reused_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_resume_the_tls_session() {
-    let pki = Pki::new("test CA").unwrap();
-    let (addr, target) = tls_target(&pki.server(&["127.0.0.1"]).unwrap(), None).await;
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let (addr, target, dir) = trusted_target().await;
     // `Connection: close` makes every request open a new connection.
     let req = format!("{GET}headers = {{ connection = \"close\" }}\n");
     let m = run(&config(addr, "ca_file = \"ca.pem\"", 1, 4, &req), dir).await;
@@ -218,8 +212,7 @@ async fn a_self_signed_certificate_fails_as_tls_unless_trusted() {
     let cert = self_signed(&["127.0.0.1"]).unwrap();
     let (addr, target) = tls_target(&cert, None).await;
     // Not trusted: every request fails with reason tls, none reaches the server.
-    let (dir, _) = dir_with_png();
-    let m = run(&config(addr, "", 2, 3, GET), tempfile_with(dir, &[])).await;
+    let m = run(&config(addr, "", 2, 3, GET), dir_with_png().0).await;
     assert_eq!(failures(&m, "tls"), 6.0, "{m}");
     assert_eq!(failures(&m, "connect"), 0.0);
     assert_eq!(ok_count(&m), 0.0);
@@ -238,19 +231,13 @@ async fn a_self_signed_certificate_fails_as_tls_unless_trusted() {
     let lines = log_lines("certificate of 127.0.0.1 is not signed by a trusted CA");
     assert_eq!(lines.len(), 1, "one line per distinct cause: {lines:?}");
     // Trusted through ca_file: the same requests pass.
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "self.pem", &cert.cert_pem);
-    let m = run(&config(addr, "ca_file = \"self.pem\"", 2, 3, GET), dir).await;
+    let m = run(
+        &config(addr, "ca_file = \"ca.pem\"", 2, 3, GET),
+        ca_dir(&cert.cert_pem),
+    )
+    .await;
     assert_eq!(ok_count(&m), 6.0, "{m}");
     assert_eq!(failures(&m, "tls"), 0.0);
-}
-
-/// `dir` with extra files (name, text).
-fn tempfile_with(dir: tempfile::TempDir, files: &[(&str, &str)]) -> tempfile::TempDir {
-    for (n, t) in files {
-        write(dir.path(), n, t);
-    }
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,8 +272,7 @@ async fn a_wrong_server_name_fails_as_tls() {
     let _ = logs();
     let pki = Pki::new("test CA").unwrap();
     let (addr, target) = tls_target(&pki.server(&["127.0.0.1", "localhost"]).unwrap(), None).await;
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let dir = ca_dir(&pki.ca_pem);
     let tls = "ca_file = \"ca.pem\"\nserver_name = \"api.example\"";
     let m = run(&config(addr, tls, 1, 3, GET), dir).await;
     assert_eq!(failures(&m, "tls"), 3.0, "{m}");
@@ -295,8 +281,7 @@ async fn a_wrong_server_name_fails_as_tls() {
     let lines = log_lines("certificate for 127.0.0.1, localhost is not valid for api.example");
     assert_eq!(lines.len(), 1, "{lines:?}");
     // The right override passes.
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let dir = ca_dir(&pki.ca_pem);
     let tls = "ca_file = \"ca.pem\"\nserver_name = \"localhost\"";
     let m = run(&config(addr, tls, 1, 3, GET), dir).await;
     assert_eq!(ok_count(&m), 3.0, "{m}");
@@ -310,8 +295,7 @@ async fn mutual_tls_passes_only_with_the_client_certificate() {
     let server = pki.server(&["127.0.0.1"]).unwrap();
     let (addr, target) = tls_target(&server, Some(&clients.ca_pem)).await;
     // Without a client certificate the server refuses: reason tls, counted exactly.
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let dir = ca_dir(&pki.ca_pem);
     let m = run(&config(addr, "ca_file = \"ca.pem\"", 2, 2, GET), dir).await;
     assert_eq!(failures(&m, "tls"), 4.0, "{m}");
     assert_eq!(ok_count(&m), 0.0);
@@ -323,8 +307,7 @@ async fn mutual_tls_passes_only_with_the_client_certificate() {
         log_lines("TLS failure")
     );
     // With it, all pass.
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let dir = ca_dir(&pki.ca_pem);
     clients
         .client("loadspec")
         .unwrap()
@@ -338,22 +321,14 @@ async fn mutual_tls_passes_only_with_the_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_runs_against_an_https_target() {
-    let pki = Pki::new("test CA").unwrap();
-    let (addr, target) = tls_target(&pki.server(&["127.0.0.1"]).unwrap(), None).await;
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let (addr, target, dir) = trusted_target().await;
     let cfg = format!(
         r#"
 [target]
 base_url = "https://{addr}"
 [target.tls]
 ca_file = "ca.pem"
-[lifecycle]
-on_finish = "idle"
-[reports]
-enabled = false
-[analysis]
-settle = "200ms"
+{IDLE_NO_REPORTS}
 [experiment]
 mode = "sweep"
 [experiment.sweep]
@@ -390,10 +365,8 @@ duration = "1s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_h2_the_vus_share_connections_and_the_upload_arrives_intact() {
-    let pki = Pki::new("test CA").unwrap();
-    let (addr, target) = tls_target(&pki.server(&["127.0.0.1"]).unwrap(), None).await;
-    let (dir, png_path) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let (addr, target, dir) = trusted_target().await;
+    let png_path = dir.path().join("test.png");
     let png = std::fs::read(png_path).unwrap();
     let cfg = config(
         addr,
@@ -408,13 +381,7 @@ async fn over_h2_the_vus_share_connections_and_the_upload_arrives_intact() {
     );
     let m = run(&cfg, dir).await;
     let stats = target.stats();
-    let seen = stats
-        .last_multipart
-        .expect("the server parsed a multipart body");
-    assert_eq!(seen.prompt.as_deref(), Some(PROMPT));
-    assert_eq!(seen.file_bytes, png.len() as u64);
-    assert_eq!(seen.file_fnv64, fnv64(&png), "file bytes differ over h2");
-    assert!(seen.bearer_present);
+    assert_seed_upload(stats.last_multipart.clone(), &png, "HTTP/2");
     assert_eq!(ok_count(&m), 24.0, "{m}");
     let c = &stats.connections;
     // 8 VUs on 2 connections: 24 streams.
@@ -469,8 +436,7 @@ async fn a_server_that_refuses_h2_by_alpn_fails_as_tls() {
         loadspec::demo_target::spawn_tls(DemoTargetConfig::free(), Some(Arc::new(only_h1)))
             .await
             .unwrap();
-    let (dir, _) = dir_with_png();
-    write(dir.path(), "ca.pem", &pki.ca_pem);
+    let dir = ca_dir(&pki.ca_pem);
     let cfg = config(addr, "ca_file = \"ca.pem\"", 1, 3, GET).replace(
         "timeout = \"10s\"",
         "timeout = \"10s\"\nhttp_version = \"2\"",
