@@ -241,6 +241,22 @@ async fn a_self_signed_certificate_fails_as_tls_unless_trusted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_fails_as_tls() {
+    let _ = logs();
+    let pki = Pki::new("test CA").unwrap();
+    let (addr, target) = tls_target(&pki.expired_server(&["127.0.0.1"]).unwrap(), None).await;
+    let m = run(
+        &config(addr, "ca_file = \"ca.pem\"", 1, 2, GET),
+        ca_dir(&pki.ca_pem),
+    )
+    .await;
+    assert_eq!(failures(&m, "tls"), 2.0, "{m}");
+    assert_eq!(ok_count(&m), 0.0);
+    assert!(target.stats().requests.is_empty());
+    assert_eq!(log_lines("certificate of 127.0.0.1 has expired").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_skip_verify_passes_and_says_so() {
     let _ = logs();
     let (addr, _target) = tls_target(&self_signed(&["localhost"]).unwrap(), None).await;
@@ -483,4 +499,51 @@ fn loadspec_demo_tls_runs_the_sweep_over_https() {
     assert!(status.contains("200="), "{status}");
     assert!(!status.contains("tls="), "{status}");
     assert!(!stderr.contains("TLS failure"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_is_timed_apart_from_the_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("test CA").unwrap();
+    let server = pki.server(&["127.0.0.1"]).unwrap();
+    let cfg = server_config(server.cert_pem.as_bytes(), server.key_pem.as_bytes(), None).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    // A server slow to handshake (600 ms) and quick to answer.
+    let srv = tokio::spawn(async move {
+        let (tcp, _) = tokio::time::timeout(Duration::from_secs(20), l.accept())
+            .await
+            .expect("a connection")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut s = acceptor.accept(tcp).await.expect("handshake");
+        let mut req = Vec::new();
+        let mut b = [0u8; 4096];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut b).await.unwrap();
+            assert!(n > 0, "closed before the request");
+            req.extend_from_slice(&b[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        // Hold the connection until the client drops it.
+        let _ = tokio::time::timeout(Duration::from_secs(20), s.read(&mut b)).await;
+    });
+    let m = run(
+        &config(addr, "ca_file = \"ca.pem\"", 1, 1, GET),
+        ca_dir(&pki.ca_pem),
+    )
+    .await;
+    srv.abort();
+    assert_eq!(ok_count(&m), 1.0, "{m}");
+    let hs = sample(&m, "loadspec_http_tls_handshake_duration_seconds_sum", &[]).unwrap();
+    let req = sample(&m, "loadspec_http_request_duration_seconds_sum", &[]).unwrap();
+    assert!(hs >= 0.6, "the handshake took the server's 600 ms: {hs}");
+    assert!(
+        req < 0.3,
+        "the request duration leaves the handshake out: {req}"
+    );
 }

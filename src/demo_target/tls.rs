@@ -125,18 +125,24 @@ impl Pki {
 
     /// A server certificate for `names` (DNS names or IP addresses) signed by this CA.
     pub fn server(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
-        self.leaf(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+        self.leaf(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth, false)
+    }
+
+    /// A server certificate that expired in 2021 (for tests of the failure).
+    pub fn expired_server(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
+        self.leaf(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth, true)
     }
 
     /// A client certificate (for mutual TLS) named `name`, signed by this CA.
     pub fn client(&self, name: &str) -> Result<Issued, rcgen::Error> {
-        self.leaf(&[name], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+        self.leaf(&[name], rcgen::ExtendedKeyUsagePurpose::ClientAuth, false)
     }
 
     fn leaf(
         &self,
         names: &[&str],
         usage: rcgen::ExtendedKeyUsagePurpose,
+        expired: bool,
     ) -> Result<Issued, rcgen::Error> {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = rcgen::CertificateParams::new(names.clone())?;
@@ -146,6 +152,10 @@ impl Pki {
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let key = rcgen::KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
