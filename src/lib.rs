@@ -32,11 +32,12 @@
 //! 3. [`load`], [`containers`], [`analysis`]
 //! 4. [`metrics`], [`report`], [`config`], [`demo_target`]
 //! 5. [`experiment`], [`server`]
-//! 6. [`daemon`]
+//! 6. [`daemon`], [`analyze`]
 //! 7. [`demo`]
 //! 8. [`cli`]
 
 pub mod analysis;
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod config_error;

@@ -3,6 +3,7 @@
 pub mod experiment;
 pub mod load;
 pub mod raw;
+pub mod start;
 pub mod validate;
 
 pub use crate::config_error::{ConfigError, Errors, FieldError};

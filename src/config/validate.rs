@@ -55,6 +55,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
     if raw.lifecycle.drain_timeout.is_zero() {
         errs.add("lifecycle.drain_timeout", "must be greater than 0s");
     }
+    if raw.lifecycle.exit_grace > Duration::from_secs(600) {
+        errs.add("lifecycle.exit_grace", "must be at most 10m");
+    }
     if raw.log.progress_interval < Duration::from_millis(100) {
         errs.add(
             "log.progress_interval",
@@ -667,6 +670,19 @@ fn step(
             errs.add(
                 field.clone(),
                 "conflicts with an Authorization header; give one of them",
+            );
+        }
+        // `Bearer ` with nothing after it is sent without complaint by every client and
+        // fails every request; an empty value is almost always an unset or empty variable.
+        let probe = Template::parse(tok, Escape::None, |n| vars.resolve(n)).ok();
+        if probe
+            .as_ref()
+            .and_then(|t| t.as_static())
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            errs.add(
+                field.clone(),
+                "is empty after substitution; set the token (or its environment variable) or remove bearer_token",
             );
         }
         header_srcs.push(("authorization".into(), format!("Bearer {tok}"), field));

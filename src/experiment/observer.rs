@@ -128,7 +128,6 @@ pub async fn observe(
         settle,
     } = w;
     let name = ctx.scenario.name.clone();
-    let mut prev_stage: Option<String> = None;
     for st in ctx.scenario.schedule.stages() {
         let stage_start = t0 + st.start;
         let stage_end = stage_start + st.duration;
@@ -137,18 +136,16 @@ pub async fn observe(
             _ = done.cancelled() => break,
             _ = stop.drain.cancelled() => break,
         }
-        if let Some(p) = prev_stage.take() {
-            let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
+        if Instant::now() >= stage_end {
+            // A shard that joined late (`--start-at` in the past) skips the stages already over
+            // instead of reporting empty windows for them.
+            continue;
         }
+        metrics.set_stage(&name, Some(&st.name));
         metrics
             .stage_index
             .with_label_values(&[&name])
             .set(st.index as i64);
-        metrics
-            .stage_info
-            .with_label_values(&[&name, &st.name])
-            .set(1);
-        prev_stage = Some(st.name.clone());
         tracing::info!(scenario = %name, stage = %st.name, vus = st.vus, rate = ?st.rate,
             duration = %humantime::format_duration(st.duration), "stage started");
         let settle = settle.min(st.duration / 2);
@@ -244,4 +241,9 @@ pub async fn observe(
             break;
         }
     }
+    // No stage runs any more: the stage series go, so a query over Prometheus (`loadspec
+    // analyze`) sees where the last stage ended instead of an idle tail, and a sweep's next
+    // run sets its own.
+    metrics.set_stage(&name, None);
+    let _ = metrics.stage_index.remove_label_values(&[&name]);
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::FailureReason;
-use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram};
+use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram, WindowMax};
 
 /// Where a scenario gets its handles from.
 pub trait Meters {
@@ -32,10 +32,12 @@ pub struct ScenarioMetrics {
 /// Status codes 100..=599 map to slots; the counter for a code is created on first use.
 const CODES: usize = 500;
 
-/// The histograms of one step: the request itself and the set-up of the connections it opened.
-pub struct StepHistograms {
+/// The timings of one step: the request itself (histogram and windowed maximum) and the
+/// set-up of the connections it opened.
+pub struct StepTimings {
     /// From the (intended) send to the last response byte, without the connection's set-up.
     pub duration: Histogram,
+    pub duration_max: WindowMax,
     /// TLS handshakes of the connections this step opened.
     pub tls_handshake: Histogram,
 }
@@ -45,6 +47,7 @@ pub struct StepHistograms {
 pub struct StepMetrics {
     pub duration: Histogram,
     pub tls_handshake: Histogram,
+    duration_max: WindowMax,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
     scenario: String,
@@ -55,21 +58,23 @@ pub struct StepMetrics {
 }
 
 impl StepMetrics {
+    /// `duration` is the latency histogram and the windowed maximum of the same latencies;
     /// `codes` is the family of responses by status code (labels scenario, request, code);
     /// `failure` gives the counter of each [`FailureReason`], created now so `rate()` works
     /// from the start.
     pub fn new(
         scenario: &str,
         request: &str,
-        histograms: StepHistograms,
+        timings: StepTimings,
         codes: Arc<Family<Counter>>,
         failure: impl FnMut(FailureReason) -> Counter,
         check_pass: Counter,
         check_fail: Counter,
     ) -> Self {
         Self {
-            duration: histograms.duration,
-            tls_handshake: histograms.tls_handshake,
+            duration: timings.duration,
+            duration_max: timings.duration_max,
+            tls_handshake: timings.tls_handshake,
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: codes,
             scenario: scenario.to_string(),
@@ -78,6 +83,12 @@ impl StepMetrics {
             check_pass,
             check_fail,
         }
+    }
+
+    /// Record the latency of a response: the histogram and the windowed maximum.
+    pub fn latency(&self, secs: f64) {
+        self.duration.observe(secs);
+        self.duration_max.observe(secs);
     }
 
     /// Count a response with this status.

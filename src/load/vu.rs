@@ -315,7 +315,7 @@ impl ScenarioCtx {
         match result {
             Ok(resp) => {
                 self.metrics.data_received.inc_by(resp.received);
-                s.metrics.duration.observe(elapsed.as_secs_f64());
+                s.metrics.latency(elapsed.as_secs_f64());
                 self.latency.record(elapsed);
                 s.metrics.response(resp.status);
                 let ok = step.expect.accepts(resp.status) && capture(step, &resp, vu);
