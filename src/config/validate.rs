@@ -821,7 +821,7 @@ fn step(
 }
 
 /// Read a CSV (with a header row) or JSON (array of objects) file of rows.
-fn load_data(
+pub(crate) fn load_data(
     d: &DataConfig,
     path: &str,
     base_dir: &Path,
