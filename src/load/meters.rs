@@ -38,15 +38,17 @@ pub struct StepTimings {
     /// From the (intended) send to the last response byte, without the connection's set-up.
     pub duration: Histogram,
     pub duration_max: WindowMax,
-    /// TLS handshakes of the connections this step opened.
-    pub tls_handshake: Histogram,
+    /// TLS handshakes of the connections this step opened (labels scenario, request): its
+    /// series is made at the step's first handshake, so plain-http plans export none.
+    pub tls_handshake: Arc<Family<Histogram>>,
 }
 
 /// Handles for one step (request name) of a scenario: latency, status codes, failures by
 /// reason, and checks.
 pub struct StepMetrics {
     pub duration: Histogram,
-    pub tls_handshake: Histogram,
+    tls_handshake: Arc<Family<Histogram>>,
+    tls_handshake_series: OnceLock<Histogram>,
     duration_max: WindowMax,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
@@ -75,6 +77,7 @@ impl StepMetrics {
             duration: timings.duration,
             duration_max: timings.duration_max,
             tls_handshake: timings.tls_handshake,
+            tls_handshake_series: OnceLock::new(),
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: codes,
             scenario: scenario.to_string(),
@@ -89,6 +92,16 @@ impl StepMetrics {
     pub fn latency(&self, secs: f64) {
         self.duration.observe(secs);
         self.duration_max.observe(secs);
+    }
+
+    /// Record the TLS handshake of a connection this step opened.
+    pub fn tls_handshake(&self, secs: f64) {
+        self.tls_handshake_series
+            .get_or_init(|| {
+                self.tls_handshake
+                    .with_label_values(&[self.scenario.as_str(), self.request.as_str()])
+            })
+            .observe(secs);
     }
 
     /// Count a response with this status.

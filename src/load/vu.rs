@@ -344,7 +344,7 @@ impl ScenarioCtx {
         vu.conns.put_head(scratch);
         let phases = vu.conns.phases();
         if let Some(h) = phases.tls_handshake {
-            s.metrics.tls_handshake.observe(h.as_secs_f64());
+            s.metrics.tls_handshake(h.as_secs_f64());
         }
         // The connection's set-up has its own histograms; the request duration leaves it out.
         let elapsed = start.elapsed().saturating_sub(phases.setup());

@@ -43,7 +43,7 @@ pub struct LoadMetrics {
     /// Rebuilt by [`LoadMetrics::set_buckets`] when the buckets change.
     latency: RwLock<Arc<Latency>>,
     duration_max: Family<WindowMax>,
-    tls_handshake: Family<Histogram>,
+    tls_handshake: Arc<Family<Histogram>>,
     requests: Arc<Family<Counter>>,
     failures: Family<Counter>,
     checks: Family<Counter>,
@@ -105,13 +105,13 @@ impl LoadMetrics {
                 SR,
                 (),
             ),
-            tls_handshake: Family::new(
+            tls_handshake: Arc::new(Family::new(
                 "loadspec_http_tls_handshake_duration_seconds",
                 "TLS handshakes of new https connections, from the TCP connection to the \
                  handshake's end (left out of the request duration).",
                 SR,
                 Buckets::new(TLS_BUCKETS),
-            ),
+            )),
             requests: Arc::new(Family::new(
                 "loadspec_http_requests_total",
                 "Responses received, by status code.",
@@ -309,7 +309,7 @@ impl Meters for LoadMetrics {
             StepTimings {
                 duration: self.latency().duration.with_label_values(&l),
                 duration_max: self.duration_max.with_label_values(&l),
-                tls_handshake: self.tls_handshake.with_label_values(&l),
+                tls_handshake: Arc::clone(&self.tls_handshake),
             },
             Arc::clone(&self.requests),
             |r| {
@@ -338,7 +338,7 @@ impl Expose for LoadMetrics {
             &latency.duration,
             &self.failures,
             &*self.requests,
-            &self.tls_handshake,
+            &*self.tls_handshake,
             &latency.iteration,
             &self.iterations,
             &self.price_mem,
