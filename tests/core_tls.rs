@@ -139,6 +139,11 @@ fn failures(m: &str, reason: &str) -> f64 {
     .unwrap_or(-1.0)
 }
 
+/// TLS handshakes timed (None: no handshake series, none was made).
+fn handshakes(m: &str) -> Option<f64> {
+    sample(m, "loadspec_http_tls_handshake_duration_seconds_count", &[])
+}
+
 fn ok_count(m: &str) -> f64 {
     sample(m, "loadspec_http_requests_total", &["code=\"200\""]).unwrap_or(0.0)
 }
@@ -217,11 +222,7 @@ async fn a_self_signed_certificate_fails_as_tls_unless_trusted() {
     assert_eq!(failures(&m, "connect"), 0.0);
     assert_eq!(ok_count(&m), 0.0);
     assert_eq!(
-        sample(
-            &m,
-            "loadspec_http_tls_handshake_duration_seconds_count",
-            &[]
-        ),
+        handshakes(&m),
         None,
         "failed handshakes are not timed (the series is made at the first handshake)"
     );
@@ -430,15 +431,7 @@ async fn h2c_with_prior_knowledge_over_plain_http() {
     assert_eq!(ok_count(&m), 12.0, "{m}");
     assert_eq!(c.accepted, 1, "one connection by default: {c:?}");
     assert_eq!(c.requests_by_version.get("HTTP/2.0"), Some(&12), "{c:?}");
-    assert_eq!(
-        sample(
-            &m,
-            "loadspec_http_tls_handshake_duration_seconds_count",
-            &[]
-        ),
-        None,
-        "no TLS, no handshake series"
-    );
+    assert_eq!(handshakes(&m), None, "no TLS, no handshake series");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
