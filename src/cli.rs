@@ -105,6 +105,9 @@ fn validate(a: ValidateArgs) -> ExitCode {
                 Ok(t) => print!("{t}"),
                 Err(e) => eprintln!("(cannot print the effective config: {e})"),
             }
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
             eprintln!(
                 "{}: valid ({} scenario(s))",
                 a.config.display(),
@@ -175,15 +178,8 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if scale.shard.count > 1
-        && settings.raw.experiment.mode != crate::experiment::config::Mode::Plan
-    {
-        eprintln!(
-            "error: experiment.mode: {} sets container limits and judges the SLA on the whole load, so it runs in one process; got shard {}/{} (run the plan sharded and `loadspec analyze` it instead)",
-            settings.raw.experiment.mode.as_str(),
-            scale.shard.index,
-            scale.shard.count
-        );
+    if let Err(e) = settings.raw.experiment.mode.check_shard(scale.shard) {
+        eprintln!("error: {e}");
         return ExitCode::from(2);
     }
     let format = match a.log_format {
@@ -218,6 +214,9 @@ fn run(a: RunArgs) -> ExitCode {
             bars: matches!(progress, Display::Bars { .. }),
         },
     );
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
     tracing::info!(config = %a.config.display(), shard = ?scale.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
     tracing::debug!(effective = %effective, "effective config (secrets redacted)");
@@ -253,7 +252,14 @@ fn run(a: RunArgs) -> ExitCode {
             }
             ExitCode::FAILURE
         }
-        Ok(f) => ExitCode::from(f.verdict.map_or(0, |v| v.exit_code())),
+        Ok(f) => match f.aborted() {
+            // An aborted experiment judged nothing: a runtime failure, whatever the verdict.
+            Some(why) => {
+                eprintln!("error: experiment aborted: {why}");
+                ExitCode::FAILURE
+            }
+            None => ExitCode::from(f.verdict.map_or(0, |v| v.exit_code())),
+        },
         Err(e) => {
             tracing::error!(error = %e, "loadspec stopped with an error");
             eprintln!("error: {e}");

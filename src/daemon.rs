@@ -55,6 +55,13 @@ pub struct Finished {
     pub output_errors: Vec<String>,
 }
 
+impl Finished {
+    /// Why the last experiment was aborted, if it was: the process then exits non-zero.
+    pub fn aborted(&self) -> Option<&str> {
+        self.last.as_ref()?.0.aborted.as_deref()
+    }
+}
+
 fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) -> CapacityAnalysis {
     let mine: Vec<StageSummary> = stages
         .iter()
@@ -69,12 +76,18 @@ fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) ->
     )
 }
 
-fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
+fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option<Settings> {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return None;
     };
-    match crate::config::load(path) {
+    let loaded = crate::config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.raw.experiment.mode.check_shard(shard)?;
+            Ok(s)
+        });
+    match loaded {
         Ok(s) => {
             metrics.config_reload_ok.set(1);
             metrics.config_reloads.with_label_values(&["success"]).inc();
@@ -103,6 +116,12 @@ pub async fn run(
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
+    settings
+        .raw
+        .experiment
+        .mode
+        .check_shard(opts.shard)
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
     configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);
@@ -218,7 +237,7 @@ pub async fn run(
                         drain(&stop, settings.raw.lifecycle.drain_timeout);
                     }
                     Some(SignalEvent::Reload) => {
-                        if let Some(new) = reload(&opts.config_path, &metrics) {
+                        if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                             pending = Some(new);
                             drain(&stop, settings.raw.lifecycle.drain_timeout);
                         }
@@ -235,6 +254,10 @@ pub async fn run(
             );
         }
         run.restored_limits = outcome.restored.clone();
+        if outcome.tested_spec.is_some() {
+            run.tested_spec = outcome.tested_spec.clone();
+        }
+        run.error = outcome.aborted.clone();
         if outcome.interrupted {
             run.notes
                 .push("the experiment was interrupted before its plan ended".into());
@@ -259,7 +282,9 @@ pub async fn run(
                 println!("  * {n}");
             }
         }
-        if settings.raw.reports.enabled && !outcome.stages.is_empty() {
+        // An aborted experiment writes its report even without stages: it is the error report.
+        if settings.raw.reports.enabled && (!outcome.stages.is_empty() || outcome.aborted.is_some())
+        {
             match crate::report::write_reports(
                 &settings.raw.reports.dir,
                 &run,
@@ -293,7 +318,7 @@ pub async fn run(
         finished.last = Some((outcome, analysis));
         state.runs.fetch_add(1, Ordering::Relaxed);
         state.running.store(false, Ordering::Relaxed);
-        if exiting {
+        if exiting || outcome_aborted(&finished) {
             break 'runs;
         }
         if let Some(new) = pending.take() {
@@ -313,7 +338,7 @@ pub async fn run(
                     match signals.recv().await {
                         Some(SignalEvent::Drain) | None => break 'runs,
                         Some(SignalEvent::Reload) => {
-                            if let Some(new) = reload(&opts.config_path, &metrics) {
+                            if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
                                 settings = new;
                                 configure(&metrics, &settings);
                                 continue 'runs;
@@ -326,6 +351,10 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(finished)
+}
+
+fn outcome_aborted(f: &Finished) -> bool {
+    f.aborted().is_some()
 }
 
 /// Before an `on_finish = "exit"`: serve `/metrics` until one more scrape has taken the final

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method};
@@ -21,7 +22,7 @@ use hyper::body::Frame;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::http1::{RawRequest, Response, Target, Want};
+use super::http1::{RawRequest, Response, Target, Timing, Want};
 use super::net::{Phases, Stream, Transport};
 use super::FailureReason;
 
@@ -70,6 +71,10 @@ impl H2Conns {
     ) -> Result<Response, FailureReason> {
         let t = req.target;
         let (mut sender, fresh) = self.sender(transport, slot, t, phases).await?;
+        // HTTP/2 hands the request to the connection's task, so the last byte written is not
+        // seen here: waiting counts from the hand-over to the response head (it includes the
+        // upload of the body).
+        let mut sent_at = Instant::now();
         let result = match sender.ready().await {
             Ok(()) => sender.send_request(build(req)?).await.map_err(Some),
             Err(_) => Err(None),
@@ -84,6 +89,7 @@ impl H2Conns {
                 self.forget(t);
                 let (mut s, _) = self.sender(transport, slot, t, phases).await?;
                 s.ready().await.map_err(|e| reason(transport, &e))?;
+                sent_at = Instant::now();
                 s.send_request(build(req)?)
                     .await
                     .map_err(|e| reason(transport, &e))?
@@ -91,6 +97,7 @@ impl H2Conns {
             Err(Some(e)) => return Err(reason(transport, &e)),
             Err(None) => return Err(FailureReason::Io),
         };
+        let waiting = sent_at.elapsed();
         let (parts, mut body) = resp.into_parts();
         let mut kept = want.body.then(BytesMut::new);
         let mut len = 0u64;
@@ -113,6 +120,10 @@ impl H2Conns {
             },
             body: kept.map(BytesMut::freeze),
             received,
+            timing: Timing {
+                connect: phases.connect,
+                waiting,
+            },
         })
     }
 

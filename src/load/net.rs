@@ -87,15 +87,10 @@ impl AsyncWrite for Stream {
 /// `None` when it reused one).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Phases {
+    /// TCP connects (all of them, when a closed kept-alive connection was replaced).
+    pub connect: Duration,
     /// The TLS handshake, from the TCP connection to the handshake's end.
     pub tls_handshake: Option<Duration>,
-}
-
-impl Phases {
-    /// The time spent on connection set-up, which the request duration leaves out.
-    pub fn setup(&self) -> Duration {
-        self.tls_handshake.unwrap_or_default()
-    }
 }
 
 /// `target.http_version`.
@@ -223,9 +218,10 @@ impl Transport {
         tls: bool,
         phases: &mut Phases,
     ) -> Result<Stream, FailureReason> {
-        let tcp = TcpStream::connect(authority)
-            .await
-            .map_err(|_| FailureReason::Connect)?;
+        let t0 = Instant::now();
+        let tcp = TcpStream::connect(authority).await;
+        phases.connect += t0.elapsed();
+        let tcp = tcp.map_err(|_| FailureReason::Connect)?;
         let _ = tcp.set_nodelay(true);
         if !tls {
             return Ok(Stream::Plain(tcp));

@@ -244,10 +244,12 @@ impl ScenarioCtx {
             self.assign_row(vu, data, vu.id);
         }
         for s in &self.setup {
-            if !self.exec(s, vu, Instant::now()).await {
+            if !self.exec(s, vu, Instant::now()).await.ok {
+                self.metrics.setup_fail.inc();
                 return false;
             }
         }
+        self.metrics.setup_ok.inc();
         vu.setup_done = true;
         true
     }
@@ -276,9 +278,20 @@ impl ScenarioCtx {
             };
             self.assign_row(vu, data, n);
         }
+        let policy = &self.scenario.setup_policy;
         for (i, s) in self.steps.iter().enumerate() {
             let start = if i == 0 { t0 } else { Instant::now() };
-            if !self.exec(s, vu, start).await && !s.step.captures.is_empty() {
+            let done = self.exec(s, vu, start).await;
+            if done.status.is_some_and(|c| policy.rerun_on.contains(&c))
+                && vu.reruns < policy.max_reruns
+            {
+                // The login expired: stop this iteration here (one failed request) and run
+                // the setup again before the next one.
+                vu.reruns += 1;
+                vu.setup_done = false;
+                break;
+            }
+            if !done.ok && !s.step.captures.is_empty() {
                 // A failed capture leaves later steps without their inputs.
                 break;
             }
@@ -290,8 +303,8 @@ impl ScenarioCtx {
         vu.iterations += 1;
     }
 
-    /// Send one step and record it; true when its check passed.
-    async fn exec(&self, s: &PreparedStep, vu: &mut Vu, start: Instant) -> bool {
+    /// Send one step and record it.
+    async fn exec(&self, s: &PreparedStep, vu: &mut Vu, start: Instant) -> Done {
         let step = &s.step;
         let parsed;
         let target = match &s.static_target {
@@ -304,7 +317,7 @@ impl ScenarioCtx {
                 Err(_) => {
                     // A variable produced an unusable URL: count it as a failed check.
                     s.metrics.check_fail.inc();
-                    return false;
+                    return Done::FAILED;
                 }
             },
         };
@@ -323,7 +336,7 @@ impl ScenarioCtx {
                     // would blame the target for a 401; count it here instead.
                     vu.conns.put_head(scratch);
                     s.metrics.check_fail.inc();
-                    return false;
+                    return Done::FAILED;
                 }
                 &scratch
             }
@@ -342,14 +355,28 @@ impl ScenarioCtx {
         };
         let result = vu.conns.send_raw(req, want, step.timeout).await;
         vu.conns.put_head(scratch);
+        let end = Instant::now();
+        let retries = vu.conns.take_retries();
+        if retries > 0 {
+            s.metrics.phases.retries.inc_by(retries);
+        }
         let phases = vu.conns.phases();
         if let Some(h) = phases.tls_handshake {
             s.metrics.tls_handshake(h.as_secs_f64());
         }
-        // The connection's set-up has its own histograms; the request duration leaves it out.
-        let elapsed = start.elapsed().saturating_sub(phases.setup());
         match result {
             Ok(resp) => {
+                let t = resp.timing;
+                if !t.connect.is_zero() {
+                    s.metrics.phases.connect.observe(t.connect.as_secs_f64());
+                }
+                s.metrics.phases.waiting.observe(t.waiting.as_secs_f64());
+                // k6's http_req_duration: everything from the (intended) start but the
+                // connect and the TLS handshake, which have their own histograms.
+                let elapsed = end
+                    .saturating_duration_since(start)
+                    .saturating_sub(t.connect)
+                    .saturating_sub(phases.tls_handshake.unwrap_or_default());
                 self.metrics.data_received.inc_by(resp.received);
                 s.metrics.latency(elapsed.as_secs_f64());
                 self.latency.record(elapsed);
@@ -360,15 +387,33 @@ impl ScenarioCtx {
                 } else {
                     s.metrics.check_fail.inc();
                 }
-                ok
+                Done {
+                    ok,
+                    status: Some(resp.status),
+                }
             }
             Err(reason) => {
                 s.metrics.failure(reason);
                 s.metrics.check_fail.inc();
-                false
+                Done::FAILED
             }
         }
     }
+}
+
+/// How one step ended.
+struct Done {
+    /// Its check passed.
+    ok: bool,
+    /// The response status, if a response arrived.
+    status: Option<u16>,
+}
+
+impl Done {
+    const FAILED: Done = Done {
+        ok: false,
+        status: None,
+    };
 }
 
 /// Apply the step's captures; false if any found nothing.
@@ -416,10 +461,15 @@ fn capture(step: &Step, resp: &Response, vu: &mut Vu) -> bool {
 
 /// One virtual user's own state: its variables and connections.
 pub struct Vu {
+    /// The global VU index across shards (shard-striped), which picks its per-VU data row.
     pub id: u64,
     pub vars: Vec<Option<String>>,
     pub iterations: u64,
     pub setup_done: bool,
+    /// Its last setup round failed (`on_setup_failure = "retry"` waits before the next).
+    pub setup_failed: bool,
+    /// Setup re-runs for `rerun_setup_on` so far.
+    pub reruns: u32,
     conns: Conns,
 }
 
@@ -430,6 +480,8 @@ impl Vu {
             vars: vec![None; ctx.scenario.var_names.len()],
             iterations: 0,
             setup_done: false,
+            setup_failed: false,
+            reruns: 0,
             conns: Conns::new(ctx.scenario.transport.clone(), id),
         }
     }

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -31,6 +31,8 @@ pub(super) struct Conn {
     pub(super) reused: bool,
     /// A TLS error met while reading or writing, in plain words: the failure is then `tls`.
     pub(super) tls_cause: Option<String>,
+    /// When the first byte of the current response arrived.
+    pub(super) first_byte: Option<Instant>,
 }
 
 impl Conn {
@@ -53,6 +55,8 @@ pub struct Conns {
     /// The VU's number: its HTTP/2 connection is `slot mod http2_connections`.
     slot: u64,
     h2: crate::load::h2::H2Conns,
+    /// Requests sent again on a new connection since [`Conns::take_retries`].
+    retries: u64,
 }
 
 /// Why an exchange ended without a response.
@@ -105,6 +109,7 @@ impl Conns {
             buf: BytesMut::with_capacity(READ_BUF),
             reused: false,
             tls_cause: None,
+            first_byte: None,
         })
     }
 
@@ -121,6 +126,11 @@ impl Conns {
             Fail::Closed => FailureReason::Io,
             Fail::Reason(r) => r,
         }
+    }
+
+    /// Resends since the last call (a kept-alive connection found closed, then replaced).
+    pub fn take_retries(&mut self) -> u64 {
+        std::mem::take(&mut self.retries)
     }
 
     /// Send an `http::Request` (tests build requests this way; the VUs use
@@ -199,7 +209,8 @@ impl Conns {
             };
             loop {
                 match exchange(&mut conn, &req, want).await {
-                    Ok((resp, reusable)) => {
+                    Ok((mut resp, reusable)) => {
+                        resp.timing.connect = self.phases.connect;
                         if reusable {
                             conn.reused = true;
                             if conn.buf.capacity() > KEEP_BUF {
@@ -209,7 +220,11 @@ impl Conns {
                         }
                         return Ok(resp);
                     }
+                    // Closed before any byte of the response arrived (a response byte makes
+                    // any later failure the request's own): safe to send again, even a POST
+                    // the server never answered. Counted, never silent.
                     Err(Fail::Closed) if conn.reused => {
+                        self.retries += 1;
                         conn = Self::connect(&self.transport, req.target, &mut self.phases).await?;
                     }
                     Err(f) => return Err(self.reason(&mut conn, f)),
@@ -251,8 +266,13 @@ async fn exchange(
             Fail::Reason(FailureReason::Io)
         });
     }
+    let written_at = Instant::now();
     conn.buf.clear();
+    conn.first_byte = None;
     let (status, framing, close, headers, head_len) = read_head(conn, req.head_only, want).await?;
+    let waiting = conn
+        .first_byte
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(written_at));
     let mut body = want.body.then(BytesMut::new);
     let (len, eof) = match framing {
         Framing::None => (0, false),
@@ -267,6 +287,10 @@ async fn exchange(
             headers,
             body: body.map(BytesMut::freeze),
             received: head_len + len,
+            timing: super::Timing {
+                connect: Duration::ZERO,
+                waiting,
+            },
         },
         reusable,
     ))
