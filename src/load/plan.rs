@@ -278,6 +278,8 @@ pub struct Scenario {
     pub var_names: Vec<String>,
     pub data: Option<DataSet>,
     pub setup_policy: SetupPolicy,
+    /// TCP and TLS settings of the target, shared by every scenario of a config.
+    pub transport: Arc<super::net::Transport>,
 }
 
 pub type ScenarioRef = Arc<Scenario>;

@@ -4,14 +4,17 @@
 //! server closed while idle once.
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing};
 use super::write::{write_all, write_file};
-use super::{RawRequest, Response, Want};
+use super::{RawRequest, Response, Target, Want};
+use crate::load::net::{HttpVersion, Phases, Stream, Transport};
+use crate::load::tls;
 use crate::load::FailureReason;
 
 /// A connection's read buffer starts this small, so 10,000 idle VUs stay cheap.
@@ -21,19 +24,37 @@ pub(super) const KEEP_BUF: usize = 64 * 1024;
 
 pub(super) struct Conn {
     authority: String,
-    pub(super) stream: TcpStream,
+    host: String,
+    pub(super) stream: Stream,
     pub(super) buf: BytesMut,
     /// It carried a request before: an EOF before the answer means the server closed it idle.
     pub(super) reused: bool,
+    /// A TLS error met while reading or writing, in plain words: the failure is then `tls`.
+    pub(super) tls_cause: Option<String>,
     /// When the first byte of the current response arrived.
     pub(super) first_byte: Option<Instant>,
 }
 
-/// The connections of one VU, and its scratch buffer for request heads.
+impl Conn {
+    /// Keep the cause of an I/O error that came from TLS (an alert, a bad record).
+    pub(super) fn note(&mut self, e: &io::Error) {
+        if tls::tls_error(e).is_some() {
+            self.tls_cause = Some(tls::describe(e, &self.host));
+        }
+    }
+}
+
+/// The connections of one VU, its scratch buffer for request heads, and the set-up phases of
+/// its last request.
 #[derive(Default)]
 pub struct Conns {
     conns: Vec<Conn>,
     head: Vec<u8>,
+    transport: Arc<Transport>,
+    phases: Phases,
+    /// The VU's number: its HTTP/2 connection is `slot mod http2_connections`.
+    slot: u64,
+    h2: crate::load::h2::H2Conns,
     /// Requests sent again on a new connection since [`Conns::take_retries`].
     retries: u64,
 }
@@ -52,31 +73,59 @@ impl From<FailureReason> for Fail {
 }
 
 impl Conns {
-    fn take(&mut self, authority: &str) -> Option<Conn> {
-        let i = self.conns.iter().position(|c| c.authority == authority)?;
+    pub fn new(transport: Arc<Transport>, slot: u64) -> Self {
+        Self {
+            transport,
+            slot,
+            ..Default::default()
+        }
+    }
+
+    /// The set-up phases of the last request (none when it reused a connection).
+    pub fn phases(&self) -> Phases {
+        self.phases
+    }
+
+    fn take(&mut self, t: &Target) -> Option<Conn> {
+        let i = self
+            .conns
+            .iter()
+            .position(|c| c.authority == t.authority && c.stream.is_tls() == t.tls)?;
         Some(self.conns.swap_remove(i))
     }
 
-    async fn connect(authority: &str) -> Result<Conn, FailureReason> {
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|_| FailureReason::Connect)?;
-        let _ = stream.set_nodelay(true);
+    async fn connect(
+        transport: &Transport,
+        t: &Target,
+        phases: &mut Phases,
+    ) -> Result<Conn, FailureReason> {
+        let stream = transport
+            .connect(&t.authority, &t.host, t.tls, phases)
+            .await?;
         Ok(Conn {
-            authority: authority.to_string(),
+            authority: t.authority.clone(),
+            host: t.host.clone(),
             stream,
             buf: BytesMut::with_capacity(READ_BUF),
             reused: false,
+            tls_cause: None,
             first_byte: None,
         })
     }
 
-    /// Connect, adding the time it took to `spent`.
-    async fn connect_timed(authority: &str, spent: &mut Duration) -> Result<Conn, FailureReason> {
-        let t = Instant::now();
-        let c = Self::connect(authority).await;
-        *spent += t.elapsed();
-        c
+    /// The reason of a failed exchange: `tls` when a TLS error caused it (its cause is logged
+    /// once), else what the exchange said.
+    fn reason(&self, conn: &mut Conn, f: Fail) -> FailureReason {
+        if let Some(cause) = conn.tls_cause.take() {
+            if let Some(t) = self.transport.tls() {
+                t.note(&cause);
+            }
+            return FailureReason::Tls;
+        }
+        match f {
+            Fail::Closed => FailureReason::Io,
+            Fail::Reason(r) => r,
+        }
     }
 
     /// Resends since the last call (a kept-alive connection found closed, then replaced).
@@ -110,7 +159,7 @@ impl Conns {
         }
         head.extend_from_slice(b"\r\n");
         let raw = RawRequest {
-            authority: &target.authority,
+            target,
             head: &head,
             body: &body,
             file: None,
@@ -145,16 +194,23 @@ impl Conns {
         want: Want,
         timeout: Duration,
     ) -> Result<Response, FailureReason> {
+        self.phases = Phases::default();
+        if self.transport.http_version() == HttpVersion::Http2 {
+            let (t, slot) = (&*self.transport, self.slot);
+            let fut = self.h2.send(t, slot, &req, want, &mut self.phases);
+            return tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or(Err(FailureReason::Timeout));
+        }
         let fut = async {
-            let mut connect = Duration::ZERO;
-            let mut conn = match self.take(req.authority) {
+            let mut conn = match self.take(req.target) {
                 Some(c) => c,
-                None => Self::connect_timed(req.authority, &mut connect).await?,
+                None => Self::connect(&self.transport, req.target, &mut self.phases).await?,
             };
             loop {
                 match exchange(&mut conn, &req, want).await {
                     Ok((mut resp, reusable)) => {
-                        resp.timing.connect = connect;
+                        resp.timing.connect = self.phases.connect;
                         if reusable {
                             conn.reused = true;
                             if conn.buf.capacity() > KEEP_BUF {
@@ -169,10 +225,9 @@ impl Conns {
                     // the server never answered. Counted, never silent.
                     Err(Fail::Closed) if conn.reused => {
                         self.retries += 1;
-                        conn = Self::connect_timed(req.authority, &mut connect).await?;
+                        conn = Self::connect(&self.transport, req.target, &mut self.phases).await?;
                     }
-                    Err(Fail::Closed) => return Err(FailureReason::Io),
-                    Err(Fail::Reason(r)) => return Err(r),
+                    Err(f) => return Err(self.reason(&mut conn, f)),
                 }
             }
         };
@@ -192,11 +247,19 @@ async fn exchange(
     req: &RawRequest<'_>,
     want: Want,
 ) -> Result<(Response, bool), Fail> {
-    let written = match req.file {
-        Some(f) => write_file(&conn.stream, req.head, f).await,
-        None => write_all(&mut conn.stream, req.head, req.body).await,
+    let written = match (&mut conn.stream, req.file) {
+        // The body by page reference needs the plain socket; over TLS every byte must pass
+        // through the cipher, so it goes out from memory like any other body.
+        (Stream::Plain(s), Some(f)) => write_file(s, req.head, f).await,
+        (Stream::Plain(s), None) => write_all(s, req.head, req.body).await,
+        (s @ Stream::Tls(_), _) => match write_all(s, req.head, req.body).await {
+            // rustls holds the last record until flushed.
+            Ok(()) => s.flush().await,
+            e => e,
+        },
     };
     if let Err(e) = written {
+        conn.note(&e);
         return Err(if conn.reused && is_closed(&e) {
             Fail::Closed
         } else {
@@ -434,7 +497,7 @@ mod tests {
         assert_eq!(head.len(), 43);
         let mut c = Conns::default();
         let req = RawRequest {
-            authority: &addr,
+            target: &Target::parse(&format!("http://{addr}/")).unwrap(),
             head,
             body: &chunks,
             file: Some(&f),
