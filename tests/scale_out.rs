@@ -17,14 +17,15 @@ use observability::{free_port, http_get, repo, require, run_ok, ChildGuard, Prom
 use serde_json::Value;
 use support_containers::{docker_available, ensure_image, Container};
 
-/// demo-target's cost: 8 ms of CPU per request plus 42 ms of waiting, so one VU asks for 20
-/// requests/s and 0.16 cores. At `--cpus=1` the container serves at most 125 requests/s: 1, 2
-/// and 4 VUs (up to 0.64 cores) stay clearly below the limit, 8 and 16 VUs are clearly past it,
-/// so both runs find the knee at 8 and fit the CPU on three stages below it.
-const CPU_MS: u32 = 8;
-const DELAY_MS: u32 = 42;
+/// demo-target's cost: 5 ms of CPU per request plus 45 ms of waiting, so one VU asks for 20
+/// requests/s and 0.1 cores. At `--cpus=0.5` a container serves at most 100 requests/s: 1, 2
+/// and 3 VUs (up to 60 % of the limit) stay below it, 8 and 12 VUs are clearly past it; both
+/// runs must find the same knee. Two such targets take at most one of the host's two cores.
+const CPU_MS: u32 = 5;
+const DELAY_MS: u32 = 45;
+const CPUS: f64 = 0.5;
 const STAGE_SECS: u64 = 10;
-const VUS: [u64; 5] = [1, 2, 4, 8, 16];
+const VUS: [u64; 5] = [1, 2, 3, 8, 12];
 
 fn plan(listen_port: u16, target: &str, group: &str) -> String {
     let stages: Vec<String> = VUS
@@ -228,17 +229,31 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
     }
     ensure_image();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let group = format!("scaleout-{:08x}", rand::random::<u32>());
-    let label = format!("loadspec.group={group}");
-    let demo = Container::demo(
-        "scaleout",
-        &["--cpus=1", "--memory=256m", "--label", &label],
-        &[
-            &format!("--cpu-ms={CPU_MS}"),
-            &format!("--delay-ms={DELAY_MS}"),
-        ],
-    );
-    let target = demo.addr().to_string();
+    let tag = format!("{:08x}", rand::random::<u32>());
+    // Two identical targets, one per run, and both runs at once on one common start: the
+    // comparison is not at the mercy of what the host did in between. Each run measures its
+    // own container's group.
+    let (group_a, group_b) = (format!("scaleout-a-{tag}"), format!("scaleout-b-{tag}"));
+    let costs = [
+        format!("--cpu-ms={CPU_MS}"),
+        format!("--delay-ms={DELAY_MS}"),
+    ];
+    let costs: Vec<&str> = costs.iter().map(String::as_str).collect();
+    let container = |group: &str| {
+        let label = format!("loadspec.group={group}");
+        Container::demo(
+            "scaleout",
+            &[
+                &format!("--cpus={CPUS}"),
+                "--memory=256m",
+                "--label",
+                &label,
+            ],
+            &costs,
+        )
+    };
+    let (demo_a, demo_b) = (container(&group_a), container(&group_b));
+    let (target_a, target_b) = (demo_a.addr().to_string(), demo_b.addr().to_string());
 
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -265,24 +280,42 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
         addr: prom_addr.clone(),
     }
     .wait_ready(Duration::from_secs(30));
-    let tag = &group[10..];
     let plan_budget = Duration::from_secs(STAGE_SECS * VUS.len() as u64 + 60);
 
-    // Sharded: three processes, started a second apart, all on one common start 4 s ahead.
-    reset(&target);
+    // Sharded: three processes started 0.7 s apart; single: one process. All on one common
+    // start 5 s ahead.
+    reset(&target_a);
+    reset(&target_b);
     let start_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 4;
+        + 5;
     let sharded_id = format!("sharded-{tag}");
-    let mut shards = Vec::new();
+    let single_id = format!("single-{tag}");
+    let mut procs = Vec::new();
     let mut logs = Vec::new();
+    let single_cfg = tmp.path().join("single.toml");
+    fs::write(&single_cfg, plan(ports[3], &target_b, &group_b)).unwrap();
+    let log = tmp.path().join("single.log");
+    procs.push(spawn_loadspec(
+        &single_cfg,
+        &[
+            format!("--start-at={start_at}"),
+            format!("--run-id={single_id}"),
+        ],
+        &log,
+    ));
+    logs.push(log);
+    let sharded_cfg = tmp.path().join("sharded.toml");
     for i in 0..3u16 {
         let cfg = tmp.path().join(format!("shard{i}.toml"));
-        fs::write(&cfg, plan(ports[i as usize], &target, &group)).unwrap();
+        fs::write(&cfg, plan(ports[i as usize], &target_a, &group_a)).unwrap();
+        if i == 0 {
+            fs::copy(&cfg, &sharded_cfg).unwrap();
+        }
         let log = tmp.path().join(format!("shard{i}.log"));
-        shards.push(spawn_loadspec(
+        procs.push(spawn_loadspec(
             &cfg,
             &[
                 format!("--shard={i}/3"),
@@ -294,33 +327,20 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
         logs.push(log);
         std::thread::sleep(Duration::from_millis(700));
     }
-    wait_all(&mut shards, &logs, plan_budget);
-    let served_sharded = served(&target);
-
-    // Single: one process, the same plan.
-    reset(&target);
-    let single_id = format!("single-{tag}");
-    let cfg = tmp.path().join("single.toml");
-    fs::write(&cfg, plan(ports[3], &target, &group)).unwrap();
-    let log = tmp.path().join("single.log");
-    let mut single = vec![spawn_loadspec(
-        &cfg,
-        &[format!("--run-id={single_id}")],
-        &log,
-    )];
-    wait_all(&mut single, &[log], plan_budget);
-    let served_single = served(&target);
+    wait_all(&mut procs, &logs, plan_budget);
+    let served_sharded = served(&target_a);
+    let served_single = served(&target_b);
 
     let a = analyse(
         &prom_addr,
         &sharded_id,
-        &cfg,
+        &sharded_cfg,
         &tmp.path().join("reports-sharded"),
     );
     let b = analyse(
         &prom_addr,
         &single_id,
-        &cfg,
+        &single_cfg,
         &tmp.path().join("reports-single"),
     );
     let summary = format!(
@@ -374,11 +394,11 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
         a.report["analysis"]["knee"]["vus"], b.report["analysis"]["knee"]["vus"],
         "{summary}"
     );
-    // And against the configured cost: 8 ms of CPU at 20 requests/s per VU is 0.16 cores/VU.
+    // And against the configured cost: 5 ms of CPU at 20 requests/s per VU is 0.1 cores/VU.
     let expected = CPU_MS as f64 / 1000.0 * 1000.0 / (CPU_MS + DELAY_MS) as f64;
     assert!(
         (cb - expected).abs() / expected <= 0.25,
         "single-process CPU per VU {cb:.3} vs configured {expected:.3}\n{summary}"
     );
-    drop(demo);
+    drop((demo_a, demo_b));
 }

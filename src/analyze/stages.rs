@@ -25,10 +25,13 @@ pub enum ContainerSeries {
 
 /// The PromQL of one container source: selectors already mapped to `container`/`group`.
 struct Source {
+    /// A counter name: its rate is taken first, then `rate_filter` applied.
     cpu_usage: String,
     cpu_limit: String,
     memory: String,
     memory_limit: String,
+    /// The run's processes, applied after `rate()` (a range selector takes no expression).
+    rate_filter: Option<String>,
 }
 
 /// cAdvisor's labels mapped as in cadvisor.rules.yml: `group` is the container's name in the
@@ -40,12 +43,19 @@ fn cadvisor(expr: &str) -> String {
 }
 
 impl Source {
-    fn loadspec() -> Self {
+    /// loadspec's own series, from the run's processes only when `run_filter` is given (another
+    /// loadspec measuring the same containers would otherwise count them twice).
+    fn loadspec(run_filter: Option<&str>) -> Self {
+        let only_run = |e: &str| match run_filter {
+            Some(f) => format!("({e} and on(instance, job) {f})"),
+            None => e.to_string(),
+        };
         Self {
             cpu_usage: "loadspec_container_cpu_usage_seconds_total".into(),
-            cpu_limit: "loadspec_container_cpu_limit_cores".into(),
-            memory: "loadspec_container_memory_usage_bytes".into(),
-            memory_limit: "loadspec_container_memory_limit_bytes".into(),
+            cpu_limit: only_run("loadspec_container_cpu_limit_cores"),
+            memory: only_run("loadspec_container_memory_usage_bytes"),
+            memory_limit: only_run("loadspec_container_memory_limit_bytes"),
+            rate_filter: run_filter.map(str::to_string),
         }
     }
 
@@ -59,6 +69,7 @@ impl Source {
             )),
             memory: cadvisor(&format!("container_memory_working_set_bytes{c}")),
             memory_limit: cadvisor(&format!("container_spec_memory_limit_bytes{c} > 0")),
+            rate_filter: None,
         }
     }
 
@@ -67,7 +78,10 @@ impl Source {
         if cadv {
             cadvisor(&r)
         } else {
-            format!("sum by (container, group) ({r})")
+            match &self.rate_filter {
+                Some(f) => format!("sum by (container, group) ({r} and on(instance, job) {f})"),
+                None => format!("sum by (container, group) ({r})"),
+            }
         }
     }
 }
@@ -281,7 +295,7 @@ impl Reader<'_> {
         let src = if cadv {
             Source::cadvisor()
         } else {
-            Source::loadspec()
+            Source::loadspec(self.run_filter.as_deref())
         };
         let r = secs(d);
         let by = |q: String| format!("sum by (container, group) ({q})");
