@@ -25,7 +25,47 @@ pub struct RawConfig {
     pub containers: crate::containers::ContainersConfig,
     pub analysis: crate::analysis::AnalysisConfig,
     pub experiment: crate::experiment::config::ExperimentConfig,
+    pub limits: LimitsConfig,
     pub scenarios: Vec<ScenarioConfig>,
+}
+
+/// Ceilings that keep a config, a target or a client from exhausting loadspec. Each is
+/// documented with what a user sees when it is reached in docs/reliability.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The most VUs any one field may ask for (`vus`, `start_vus`, stage targets,
+    /// `pre_allocated_vus`, `max_vus`, the experiment's VU counts).
+    pub max_vus: u64,
+    /// The largest response head (status line and headers) accepted, in bytes; a larger one
+    /// counts as a failure with reason `header_too_large`.
+    #[serde(with = "crate::units::bytes")]
+    pub max_response_head: u64,
+    /// The most header lines a response may have; more count as `header_too_large`.
+    pub max_response_headers: usize,
+    /// The largest body kept for a step's body captures (regex, JSON); a larger body fails
+    /// the check with reason `capture_too_large`. Steps without such captures keep nothing.
+    #[serde(with = "crate::units::bytes")]
+    pub max_capture_body: u64,
+    /// The first pause of a VU after a failed connect; it doubles with each further failure.
+    #[serde(with = "crate::config::duration")]
+    pub connect_backoff_min: Duration,
+    /// The longest pause after failed connects; a successful connect resets the pause.
+    #[serde(with = "crate::config::duration")]
+    pub connect_backoff_max: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_vus: 10_000,
+            max_response_head: 64 * 1024,
+            max_response_headers: 256,
+            max_capture_body: 1024 * 1024,
+            connect_backoff_min: Duration::from_millis(10),
+            connect_backoff_max: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Where `/metrics`, `/healthz`, `/readyz` and `/report` are served.
@@ -56,7 +96,7 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     /// How often the progress line is logged.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub progress_interval: Duration,
 }
 
@@ -77,7 +117,7 @@ pub struct TargetConfig {
     /// Sent as `Authorization: Bearer <token>`; `${VAR}` reads it from the environment.
     pub bearer_token: Option<String>,
     pub headers: BTreeMap<String, String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub timeout: Duration,
 }
 
@@ -110,7 +150,7 @@ pub enum OnFinish {
 pub struct LifecycleConfig {
     pub on_finish: OnFinish,
     /// How long SIGTERM waits for in-flight requests before giving up on them.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub drain_timeout: Duration,
 }
 
@@ -189,13 +229,13 @@ pub struct ScenarioConfig {
     pub name: String,
     pub executor: ExecutorKind,
     /// Offset from the start of the run.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub start: Option<Duration>,
     pub vus: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub duration: Option<Duration>,
     pub iterations: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub max_duration: Option<Duration>,
     #[serde(default)]
     pub stages: Vec<StageConfig>,
@@ -205,14 +245,14 @@ pub struct ScenarioConfig {
     pub start_vus: Option<u64>,
     pub rate: Option<f64>,
     pub start_rate: Option<f64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub time_unit: Option<Duration>,
     pub pre_allocated_vus: Option<u64>,
     pub max_vus: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub think_time: Option<Duration>,
     /// How long a VU removed by a ramp-down may finish its iteration.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub graceful_ramp_down: Option<Duration>,
     /// Once-per-VU steps (log in once, then loop).
     #[serde(default)]
@@ -226,7 +266,7 @@ pub struct ScenarioConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub duration: Duration,
     /// VUs for VU executors, iterations per time unit for arrival-rate executors.
     pub target: f64,
@@ -251,7 +291,7 @@ pub struct RequestConfig {
     /// Expected status codes; default any 2xx.
     #[serde(default)]
     pub expect: Vec<u16>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::duration")]
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub captures: Vec<CaptureConfig>,

@@ -3,6 +3,7 @@
 //! the HDR recorder, counts from the step counters, VUs sampled from the gauge, and CPU and
 //! memory from the container snapshots. The result is one [`StageSummary`] per stage.
 
+use crate::load::plan::instant_after;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,8 +131,8 @@ pub async fn observe(
     let name = ctx.scenario.name.clone();
     let mut prev_stage: Option<String> = None;
     for st in ctx.scenario.schedule.stages() {
-        let stage_start = t0 + st.start;
-        let stage_end = stage_start + st.duration;
+        let stage_start = instant_after(t0, st.start);
+        let stage_end = instant_after(stage_start, st.duration);
         tokio::select! {
             _ = sleep_until(stage_start) => {}
             _ = done.cancelled() => break,

@@ -207,13 +207,13 @@ pub fn build(
                 } else {
                     base_dir.join(&f.path)
                 };
-                let data = match std::fs::read(&file) {
+                let data = match crate::config::files::read_regular(
+                    &file,
+                    crate::config::files::BODY_LIMIT,
+                ) {
                     Ok(d) => Bytes::from(d),
                     Err(e) => {
-                        errs.add(
-                            format!("{p}.path"),
-                            format!("cannot read file {}: {e}", file.display()),
-                        );
+                        errs.add(format!("{p}.path"), e);
                         ok = false;
                         continue;
                     }

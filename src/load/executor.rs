@@ -17,7 +17,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::plan::{RateStage, Schedule, Shard, Stage, StageAt, VuStage};
+use super::plan::{instant_after, RateStage, Schedule, Shard, Stage, StageAt, VuStage};
 use super::vu::{ScenarioCtx, Vu};
 
 /// Cancellation for one run.
@@ -110,7 +110,7 @@ async fn closed(
         tx.send_if_modified(|v| std::mem::replace(v, target) != target);
         ctx.metrics.vus_target.set(target as i64);
         tokio::select! {
-            _ = sleep_until(t0 + next) => {}
+            _ = sleep_until(instant_after(t0, next)) => {}
             _ = stop.drain.cancelled() => break,
         }
     }
@@ -215,7 +215,7 @@ async fn open(
             }
             continue;
         }
-        let intended = t0 + next;
+        let intended = instant_after(t0, next);
         tokio::select! {
             _ = sleep_until(intended) => {}
             _ = stop.drain.cancelled() => break,
@@ -250,7 +250,10 @@ async fn open(
                 });
             }
         }
-        next += Duration::from_secs_f64(1.0 / rate);
+        // A rate near zero would overflow `from_secs_f64` (a panic): wait at most a config MAX.
+        next = next.saturating_add(
+            Duration::try_from_secs_f64(1.0 / rate).unwrap_or(crate::config::duration::MAX),
+        );
     }
     tracker.close();
     finish(&tracker, &stop, Duration::from_secs(30)).await;

@@ -10,6 +10,14 @@ use super::body::BodySpec;
 use super::template::Template;
 use crate::config::raw::{DataMode, ExecutorKind};
 
+/// `t0 + offset`, saturating far in the future instead of panicking. Config durations are
+/// bounded (`config::duration::MAX`), so this only guards sums of many long stages.
+pub fn instant_after(t0: tokio::time::Instant, offset: Duration) -> tokio::time::Instant {
+    t0.checked_add(offset)
+        .or_else(|| t0.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(t0)
+}
+
 /// One stage of a schedule: VUs (closed model) or iterations per second (open model).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage<T> {
@@ -60,7 +68,7 @@ impl<T: StageValue> Stage<T> {
     pub fn at(stages: &[Self], t: Duration) -> Option<StageAt> {
         let mut start = Duration::ZERO;
         for s in stages {
-            let end = start + s.duration;
+            let end = start.saturating_add(s.duration);
             if t < end {
                 let (from, to) = (s.from.as_f64(), s.to.as_f64());
                 if s.step || from == to {
@@ -102,7 +110,7 @@ fn infos<T>(
                 vus: vus(s),
                 rate: rate(s),
             };
-            at += s.duration;
+            at = at.saturating_add(s.duration);
             info
         })
         .collect()
@@ -164,7 +172,9 @@ impl Schedule {
 
     /// Total planned length (the upper bound for per-vu-iterations).
     pub fn total(&self) -> Duration {
-        self.stages().iter().map(|s| s.duration).sum()
+        self.stages()
+            .iter()
+            .fold(Duration::ZERO, |a, s| a.saturating_add(s.duration))
     }
 
     /// The most VUs this schedule can run at once.
