@@ -13,7 +13,9 @@
 //! scratch pipe and the caller sends it with `sendfile` from the same offset.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::sys;
 
 /// Bodies up to this size go through a pipe (an unprivileged process may size a pipe up to
 /// `/proc/sys/fs/pipe-max-size`, 1 MiB by default).
@@ -26,21 +28,10 @@ pub struct PipeBody {
     len: usize,
 }
 
-fn pipe_pair() -> Option<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return None;
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are fresh and owned by nobody else.
-    Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// Grow a pipe to hold at least `len` bytes; false if the system does not allow it.
 fn size_pipe(fd: &OwnedFd, len: usize) -> bool {
-    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor; the kernel rounds the size up.
-    let got = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, len as libc::c_int) };
-    got >= 0 && got as usize >= len
+    // The kernel rounds the size up.
+    sys::set_pipe_size(fd.as_raw_fd(), len).is_ok_and(|got| got >= len)
 }
 
 impl PipeBody {
@@ -51,7 +42,7 @@ impl PipeBody {
         if len == 0 || len > MAX_LEN {
             return None;
         }
-        let (rd, wr) = pipe_pair()?;
+        let (rd, wr) = sys::pipe()?;
         if !size_pipe(&wr, len) {
             return None;
         }
@@ -66,7 +57,7 @@ impl PipeBody {
 
 thread_local! {
     /// The worker thread's scratch pipe, sized to the largest body.
-    static SCRATCH: Option<(OwnedFd, OwnedFd)> = pipe_pair().filter(|(_, w)| size_pipe(w, MAX_LEN));
+    static SCRATCH: Option<(OwnedFd, OwnedFd)> = sys::pipe().filter(|(_, w)| size_pipe(w, MAX_LEN));
 }
 
 /// Send as much of `body` to `sock` as it takes now. `Ok(n)` is the bytes sent (0 when this
@@ -76,36 +67,23 @@ pub fn send(sock: RawFd, body: &PipeBody) -> io::Result<usize> {
     SCRATCH.with(|s| {
         let Some((srd, swr)) = s else { return Ok(0) };
         let (srd, swr) = (srd.as_raw_fd(), swr.as_raw_fd());
-        // SAFETY: both descriptors are open pipes; tee copies page references, not bytes.
-        let teed =
-            unsafe { libc::tee(body.rd.as_raw_fd(), swr, body.len, libc::SPLICE_F_NONBLOCK) };
-        if teed <= 0 {
-            return Ok(0);
-        }
-        let teed = teed as usize;
+        let teed = match sys::tee(body.rd.as_raw_fd(), swr, body.len) {
+            Ok(n) if n > 0 => n,
+            _ => return Ok(0),
+        };
         let mut sent = 0;
         let mut err = None;
         while sent < teed {
-            // SAFETY: null offsets are required for pipes and sockets.
-            let n = unsafe {
-                libc::splice(
-                    srd,
-                    std::ptr::null_mut(),
-                    sock,
-                    std::ptr::null_mut(),
-                    teed - sent,
-                    libc::SPLICE_F_NONBLOCK,
-                )
-            };
-            if n > 0 {
-                sent += n as usize;
-            } else {
-                err = Some(if n == 0 {
-                    io::ErrorKind::WriteZero.into()
-                } else {
-                    io::Error::last_os_error()
-                });
-                break;
+            match sys::splice(srd, sock, teed - sent) {
+                Ok(0) => {
+                    err = Some(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => sent += n,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
             }
         }
         if sent < teed {
@@ -121,8 +99,7 @@ pub fn send(sock: RawFd, body: &PipeBody) -> io::Result<usize> {
 /// Empty the scratch pipe (the socket did not take all of it).
 fn drain(fd: RawFd) {
     let mut buf = [0u8; 16 * 1024];
-    // SAFETY: reading into a live stack buffer of the given length.
-    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    while matches!(sys::read(fd, &mut buf), Ok(n) if n > 0) {}
 }
 
 #[cfg(test)]

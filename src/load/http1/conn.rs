@@ -1,0 +1,420 @@
+//! The connection cache of one VU (one connection per target authority, no pool shared by
+//! VUs), and the exchange on a connection: write the request, read its response, keep the
+//! connection when the response leaves it reusable, and replace a kept-alive connection the
+//! server closed while idle once.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing};
+use super::write::{write_all, write_file};
+use super::{RawRequest, Response, Want};
+use crate::metrics::FailureReason;
+
+/// A connection's read buffer starts this small, so 10,000 idle VUs stay cheap.
+pub(super) const READ_BUF: usize = 4 * 1024;
+/// A read buffer grown past this by a large response is dropped after it.
+pub(super) const KEEP_BUF: usize = 64 * 1024;
+
+pub(super) struct Conn {
+    authority: String,
+    pub(super) stream: TcpStream,
+    pub(super) buf: BytesMut,
+    /// It carried a request before: an EOF before the answer means the server closed it idle.
+    pub(super) reused: bool,
+}
+
+/// The connections of one VU, and its scratch buffer for request heads.
+#[derive(Default)]
+pub struct Conns {
+    conns: Vec<Conn>,
+    head: Vec<u8>,
+}
+
+/// Why an exchange ended without a response.
+pub(super) enum Fail {
+    /// The connection was closed (or reset) before any byte of the response.
+    Closed,
+    Reason(FailureReason),
+}
+
+impl From<FailureReason> for Fail {
+    fn from(r: FailureReason) -> Self {
+        Fail::Reason(r)
+    }
+}
+
+impl Conns {
+    fn take(&mut self, authority: &str) -> Option<Conn> {
+        let i = self.conns.iter().position(|c| c.authority == authority)?;
+        Some(self.conns.swap_remove(i))
+    }
+
+    async fn connect(authority: &str) -> Result<Conn, FailureReason> {
+        let stream = TcpStream::connect(authority)
+            .await
+            .map_err(|_| FailureReason::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            authority: authority.to_string(),
+            stream,
+            buf: BytesMut::with_capacity(READ_BUF),
+            reused: false,
+        })
+    }
+
+    /// Send an `http::Request` (tests build requests this way; the VUs use
+    /// [`Conns::send_raw`] with heads they prepared).
+    #[cfg(test)]
+    pub async fn send(
+        &mut self,
+        target: &super::Target,
+        req: http::Request<Vec<bytes::Bytes>>,
+        keep_body: bool,
+        timeout: Duration,
+    ) -> Result<Response, FailureReason> {
+        use super::write::{write_header, write_request_line};
+        use bytes::Bytes;
+        use http::Method;
+        let (parts, body) = req.into_parts();
+        let body_len: usize = body.iter().map(Bytes::len).sum();
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        write_request_line(&mut head, &parts.method, target.path_str());
+        for (k, v) in &parts.headers {
+            write_header(&mut head, k.as_str(), v.as_bytes());
+        }
+        if !parts.headers.contains_key(http::header::CONTENT_LENGTH) && body_len > 0 {
+            write_header(&mut head, "content-length", body_len.to_string().as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let raw = RawRequest {
+            authority: &target.authority,
+            head: &head,
+            body: &body,
+            file: None,
+            head_only: parts.method == Method::HEAD,
+        };
+        let want = Want {
+            body: keep_body,
+            headers: true,
+        };
+        let r = self.send_raw(raw, want, timeout).await;
+        self.head = head;
+        r
+    }
+
+    /// A scratch buffer for building a request head; give it back with [`Conns::put_head`].
+    pub fn take_head(&mut self) -> Vec<u8> {
+        let mut h = std::mem::take(&mut self.head);
+        h.clear();
+        h
+    }
+
+    pub fn put_head(&mut self, head: Vec<u8>) {
+        self.head = head;
+    }
+
+    /// Send a serialized request and read the whole response, within `timeout`. A kept-alive
+    /// connection that the server closed while idle is replaced once, before any response
+    /// byte arrived; any other failure is the request's.
+    pub async fn send_raw(
+        &mut self,
+        req: RawRequest<'_>,
+        want: Want,
+        timeout: Duration,
+    ) -> Result<Response, FailureReason> {
+        let fut = async {
+            let mut conn = match self.take(req.authority) {
+                Some(c) => c,
+                None => Self::connect(req.authority).await?,
+            };
+            loop {
+                match exchange(&mut conn, &req, want).await {
+                    Ok((resp, reusable)) => {
+                        if reusable {
+                            conn.reused = true;
+                            if conn.buf.capacity() > KEEP_BUF {
+                                conn.buf = BytesMut::with_capacity(READ_BUF);
+                            }
+                            self.conns.push(conn);
+                        }
+                        return Ok(resp);
+                    }
+                    Err(Fail::Closed) if conn.reused => {
+                        conn = Self::connect(req.authority).await?;
+                    }
+                    Err(Fail::Closed) => return Err(FailureReason::Io),
+                    Err(Fail::Reason(r)) => return Err(r),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            // The connection that timed out was dropped with the future: a late response
+            // cannot be read as the answer to the next request.
+            Err(_) => Err(FailureReason::Timeout),
+        }
+    }
+}
+
+/// Write the request, read its response; the bool says whether the connection can carry the
+/// next request.
+async fn exchange(
+    conn: &mut Conn,
+    req: &RawRequest<'_>,
+    want: Want,
+) -> Result<(Response, bool), Fail> {
+    let written = match req.file {
+        Some(f) => write_file(&conn.stream, req.head, f).await,
+        None => write_all(&mut conn.stream, req.head, req.body).await,
+    };
+    if let Err(e) = written {
+        return Err(if conn.reused && is_closed(&e) {
+            Fail::Closed
+        } else {
+            Fail::Reason(FailureReason::Io)
+        });
+    }
+    conn.buf.clear();
+    let (status, framing, close, headers, head_len) = read_head(conn, req.head_only, want).await?;
+    let mut body = want.body.then(BytesMut::new);
+    let (len, eof) = match framing {
+        Framing::None => (0, false),
+        Framing::Length(n) => (read_exact(conn, n, &mut body).await?, false),
+        Framing::Chunked => (read_chunked(conn, &mut body).await?, false),
+        Framing::Eof => (read_to_eof(conn, &mut body).await?, true),
+    };
+    let reusable = !close && !eof && conn.buf.is_empty();
+    Ok((
+        Response {
+            status,
+            headers,
+            body: body.map(BytesMut::freeze),
+            received: head_len + len,
+        },
+        reusable,
+    ))
+}
+
+pub(super) fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FileBody, Target};
+    use super::*;
+    use bytes::Bytes;
+    use http::Method;
+    use http::header::HOST;
+    use http::Request;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server that answers each request (read up to its blank line) with the next of
+    /// `answers`: `CLOSE` closes the connection without answering, a leading `!` closes it
+    /// after the answer. It stops after the last answer and returns the requests it saw.
+    async fn serve(answers: Vec<&'static [u8]>) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let h = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut answers = answers.into_iter();
+            'conns: while let Ok(Ok((mut s, _))) =
+                tokio::time::timeout(Duration::from_secs(5), l.accept()).await
+            {
+                loop {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 4096];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => continue 'conns,
+                            Ok(n) => req.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    seen.push(String::from_utf8_lossy(&req).into_owned());
+                    let a = answers.next().unwrap_or(b"CLOSE");
+                    let last = answers.len() == 0;
+                    if a != b"CLOSE" {
+                        let (a, close) = match a.strip_prefix(b"!") {
+                            Some(rest) => (rest, true),
+                            None => (a, false),
+                        };
+                        s.write_all(a).await.unwrap();
+                        if close && !last {
+                            continue 'conns;
+                        }
+                    }
+                    if last {
+                        break 'conns;
+                    }
+                    if a == b"CLOSE" {
+                        continue 'conns;
+                    }
+                }
+            }
+            seen
+        });
+        (addr, h)
+    }
+
+    fn get(addr: &str, path: &str) -> (Target, Request<Vec<Bytes>>) {
+        let t = Target::parse(&format!("http://{addr}{path}")).unwrap();
+        let mut r = Request::new(Vec::new());
+        r.headers_mut().insert(HOST, t.host_header.clone());
+        (t, r)
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn framings_and_keep_alive() {
+        const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n";
+        let (addr, h) = serve(vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello",
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
+            NO_CONTENT,
+            b"HTTP/1.1 500 Oops\r\nConnection: close\r\n\r\nbye",
+        ])
+        .await;
+        let mut c = Conns::default();
+        let (t, r) = get(&addr, "/a?b=1");
+        let a = c.send(&t, r, true, T).await.ok().unwrap();
+        assert_eq!((a.status, a.body.as_deref()), (200, Some(&b"hello"[..])));
+        assert_eq!(a.headers.get("x-a").unwrap(), "1");
+        let (t, r) = get(&addr, "/b");
+        let b = c.send(&t, r, true, T).await.ok().unwrap();
+        assert_eq!((b.status, b.body.as_deref()), (201, Some(&b"abcde"[..])));
+        let (t, r) = get(&addr, "/c");
+        let d = c.send(&t, r, false, T).await.ok().unwrap();
+        assert_eq!(
+            (d.status, d.body, d.received),
+            (204, None, NO_CONTENT.len() as u64)
+        );
+        let (t, mut r) = get(&addr, "/d");
+        *r.method_mut() = Method::POST;
+        *r.body_mut() = vec![Bytes::from_static(b"xy")];
+        let e = c.send(&t, r, true, T).await.ok().unwrap();
+        assert_eq!((e.status, e.body.as_deref()), (500, Some(&b"bye"[..])));
+        assert!(c.conns.is_empty(), "the server closed it");
+        drop(c);
+        let seen = h.await.unwrap();
+        assert_eq!(seen.len(), 4, "all on one connection: {seen:?}");
+        assert!(
+            seen[0].starts_with("GET /a?b=1 HTTP/1.1\r\nhost: "),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[3].starts_with("POST /d HTTP/1.1\r\n"));
+        assert!(seen[3].contains("content-length: 2\r\n"), "{}", seen[3]);
+    }
+
+    #[tokio::test]
+    async fn idle_close_is_retried_once_and_failures_are_classified() {
+        // First connection: one answer, then closed while idle. The second request must go
+        // out again on a new connection.
+        let (addr, h) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"CLOSE",
+            b"!HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            b"CLOSE",
+        ])
+        .await;
+        let mut c = Conns::default();
+        let (t, r) = get(&addr, "/");
+        assert_eq!(c.send(&t, r, false, T).await.ok().unwrap().status, 200);
+        let (t, r) = get(&addr, "/");
+        let cut = c.send(&t, r, false, T).await.err();
+        assert_eq!(
+            cut,
+            Some(FailureReason::Io),
+            "retried, then the body was cut short"
+        );
+        let (t, r) = get(&addr, "/");
+        // A fresh connection closed before any answer is a failure, not retried.
+        assert_eq!(c.send(&t, r, false, T).await.err(), Some(FailureReason::Io));
+        let seen = h.await.unwrap();
+        assert_eq!(seen.len(), 4);
+        // Nothing listens now.
+        let (t, r) = get(&addr, "/");
+        assert_eq!(
+            c.send(&t, r, false, T).await.err(),
+            Some(FailureReason::Connect)
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_is_a_body_failure_and_silence_a_timeout() {
+        let (addr, _h) = serve(vec![b"NOT HTTP\r\n\r\n"]).await;
+        let mut c = Conns::default();
+        let (t, r) = get(&addr, "/");
+        assert_eq!(
+            c.send(&t, r, false, T).await.err(),
+            Some(FailureReason::Body)
+        );
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (t, r) = get(&addr, "/");
+        let t0 = std::time::Instant::now();
+        let e = c.send(&t, r, false, Duration::from_millis(200)).await.err();
+        assert_eq!(e, Some(FailureReason::Timeout));
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_file_body_arrives_byte_for_byte_after_its_head() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        // 300 KB: more than one socket buffer, so sendfile meets a full socket and waits.
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let chunks = [
+            Bytes::from(body[..1000].to_vec()),
+            Bytes::from(body[1000..].to_vec()),
+        ];
+        let f = FileBody::new(&chunks).expect("memfd");
+        assert_eq!(f.len(), body.len());
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut b = vec![0u8; 65536];
+            while got.len() < 300_000 + 43 {
+                let n = s.read(&mut b).await.unwrap();
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&b[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            got
+        });
+        let head = b"POST / HTTP/1.1\r\ncontent-length: 300000\r\n\r\n";
+        assert_eq!(head.len(), 43);
+        let mut c = Conns::default();
+        let req = RawRequest {
+            authority: &addr,
+            head,
+            body: &chunks,
+            file: Some(&f),
+            head_only: false,
+        };
+        let want = Want {
+            body: false,
+            headers: false,
+        };
+        let r = c.send_raw(req, want, T).await.ok().unwrap();
+        assert_eq!(r.status, 200);
+        let got = server.await.unwrap();
+        assert_eq!(&got[..43], head);
+        assert!(got[43..] == body[..], "the body differs");
+    }
+}
