@@ -820,7 +820,7 @@ fn step(
         // The client's own parser: what url::Url repairs (a space, a raw quote) it refuses,
         // and every request would fail at run time without a byte sent.
         let check = t.render(&vec![Some("x".to_string()); 64]);
-        if let Err(e) = crate::load::client::Target::parse(&check) {
+        if let Err(e) = crate::load::http1::Target::parse(&check) {
             errs.add(field, format!("cannot be sent: {e}"));
             return None;
         }
