@@ -105,7 +105,7 @@ async fn start_target(a: &DemoArgs) -> anyhow::Result<(Child, SocketAddr)> {
 }
 
 async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let signals = crate::shutdown::listen()?;
+    let signals = crate::shutdown::listen(None)?;
     let (mut child, addr) = start_target(&a).await?;
     let pid = child
         .id()

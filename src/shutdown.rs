@@ -1,7 +1,8 @@
 //! Signals: SIGTERM and SIGINT start a graceful drain (no new iterations, in-flight requests
 //! finish up to the drain deadline, then the final summary); a second one exits at once.
 //! SIGHUP asks for a config reload. Signals arrive as [`SignalEvent`]s on a channel so the
-//! daemon decides what they mean; nothing here exits the process except the second signal.
+//! daemon decides what they mean; nothing here exits the process except the second signal
+//! and the drain watchdog, and both put back container limits a sweep or search changed.
 
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -16,8 +17,22 @@ pub enum SignalEvent {
     Reload,
 }
 
-/// Start listening for signals. Must be called inside a tokio runtime.
-pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<SignalEvent>> {
+/// Put back container limits a sweep or search changed, then exit with `code`. Runs on a
+/// thread of its own: the restore needs a runtime, and the caller may be inside one.
+fn exit_restoring(code: i32) -> ! {
+    let t = std::thread::spawn(|| {
+        crate::containers::limits::restore_pending_blocking(std::time::Duration::from_secs(5))
+    });
+    let _ = t.join();
+    std::process::exit(code)
+}
+
+/// Start listening for signals. Must be called inside a tokio runtime. With `hard_stop`, the
+/// first SIGTERM also starts a watchdog: if the daemon has not stopped after that long (the
+/// drain timeout plus one second), the process exits with status 1 anyway.
+pub fn listen(
+    hard_stop: Option<std::time::Duration>,
+) -> std::io::Result<mpsc::UnboundedReceiver<SignalEvent>> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -29,12 +44,22 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<SignalEvent>> {
                 }
                 _ if draining => {
                     // The user asked twice: stop now, skipping the drain.
-                    eprintln!("second signal: exiting without draining");
-                    std::process::exit(130);
+                    tracing::warn!("second signal: exiting without draining");
+                    exit_restoring(130);
                 }
                 _ => {
                     draining = true;
                     tracing::info!("signal received: draining (send it again to exit at once)");
+                    if let Some(after) = hard_stop {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(after);
+                            tracing::error!(
+                                after = %humantime::format_duration(after),
+                                "the drain did not finish within lifecycle.drain_timeout + 1s; exiting"
+                            );
+                            exit_restoring(1);
+                        });
+                    }
                     let _ = tx.send(SignalEvent::Drain);
                 }
             }

@@ -73,12 +73,25 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Most connections served at once. At the cap the oldest connection is closed for the
+    /// new one, so clients that hold connections open cannot lock Prometheus out, and the
+    /// server never takes more file descriptors than this from the VUs' budget.
+    pub max_connections: usize,
+    /// A request head must arrive within this (slowloris).
+    #[serde(with = "crate::config::duration")]
+    pub header_read_timeout: Duration,
+    /// A connection without a request for this long is closed.
+    #[serde(with = "crate::config::duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".parse().expect("static address"),
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

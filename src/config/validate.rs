@@ -153,6 +153,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
             );
         }
         if let Some(s) = scenario(
+            &raw.limits,
             sc,
             &path,
             &raw.target,
@@ -174,6 +175,21 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
 const MAX_VUS_CEILING: u64 = 1_000_000;
 
 fn validate_limits(raw: &RawConfig, errs: &mut Errors) {
+    let srv = &raw.server;
+    if !(1..=4096).contains(&srv.max_connections) {
+        errs.add(
+            "server.max_connections",
+            format!("must be between 1 and 4096, got {}", srv.max_connections),
+        );
+    }
+    for (name, d) in [
+        ("server.header_read_timeout", srv.header_read_timeout),
+        ("server.idle_timeout", srv.idle_timeout),
+    ] {
+        if d.is_zero() {
+            errs.add(name, "must be greater than 0s");
+        }
+    }
     let l = &raw.limits;
     if !(1..=MAX_VUS_CEILING).contains(&l.max_vus) {
         errs.add(
@@ -651,6 +667,7 @@ impl Vars {
 }
 
 fn scenario(
+    limits: &LimitsConfig,
     sc: &ScenarioConfig,
     path: &str,
     target: &TargetConfig,
@@ -731,6 +748,7 @@ fn scenario(
         steps,
         var_names: vars.names,
         data,
+        limits: crate::load::http1::Limits::from_config(limits),
     })
 }
 

@@ -253,6 +253,8 @@ pub struct Scenario {
     /// Names of the per-VU variables (captures and data columns), by index.
     pub var_names: Vec<String>,
     pub data: Option<DataSet>,
+    /// The client's ceilings and backoff, from `[limits]`.
+    pub limits: super::http1::Limits,
 }
 
 pub type ScenarioRef = Arc<Scenario>;

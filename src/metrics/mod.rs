@@ -24,7 +24,8 @@ use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
 use crate::config::{PricesConfig, SlaConfig};
 
-/// Why a request got no response.
+/// Why a request got no response (or none that counts). docs/reliability.md says what a user
+/// sees for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
     Timeout,
@@ -32,15 +33,32 @@ pub enum FailureReason {
     Tls,
     Io,
     Body,
+    /// A value rendered at run time (a capture, a data row) made the request unsendable:
+    /// a line break in a header, a URL that does not parse. Nothing was sent.
+    InvalidRequest,
+    /// The response head was over `limits.max_response_head` bytes or
+    /// `limits.max_response_headers` lines.
+    HeaderTooLarge,
+    /// The body was over `limits.max_capture_body` on a step that captures from it.
+    CaptureTooLarge,
+    /// No file descriptor for a socket (EMFILE/ENFILE): loadspec's own limit, not the target.
+    FdLimit,
+    /// Cut at the drain deadline (or a ramp-down's grace period) before its response.
+    Interrupted,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 5] = [
+    pub const ALL: [FailureReason; 10] = [
         FailureReason::Timeout,
         FailureReason::Connect,
         FailureReason::Tls,
         FailureReason::Io,
         FailureReason::Body,
+        FailureReason::InvalidRequest,
+        FailureReason::HeaderTooLarge,
+        FailureReason::CaptureTooLarge,
+        FailureReason::FdLimit,
+        FailureReason::Interrupted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,7 +68,21 @@ impl FailureReason {
             FailureReason::Tls => "tls",
             FailureReason::Io => "io",
             FailureReason::Body => "body",
+            FailureReason::InvalidRequest => "invalid_request",
+            FailureReason::HeaderTooLarge => "header_too_large",
+            FailureReason::CaptureTooLarge => "capture_too_large",
+            FailureReason::FdLimit => "fd_limit",
+            FailureReason::Interrupted => "interrupted",
         }
+    }
+
+    /// Failed before any byte reached the target: the VU backs off instead of retrying at
+    /// once, so a dead target or a bad value costs loadspec almost nothing.
+    pub fn without_exchange(self) -> bool {
+        matches!(
+            self,
+            FailureReason::Connect | FailureReason::InvalidRequest | FailureReason::FdLimit
+        )
     }
 }
 
@@ -324,7 +356,7 @@ pub struct StepMetrics {
     codes_vec: Arc<Family<Counter>>,
     scenario: String,
     request: String,
-    failures: [Counter; 5],
+    failures: [Counter; FailureReason::ALL.len()],
     pub check_pass: Counter,
     pub check_fail: Counter,
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing};
+use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing, Kept};
 use super::write::{write_all, write_file};
-use super::{RawRequest, Response, Want};
+use super::{Limits, RawRequest, Response, Want};
 use crate::metrics::FailureReason;
 
 /// A connection's read buffer starts this small, so 10,000 idle VUs stay cheap.
@@ -32,6 +32,12 @@ pub(super) struct Conn {
 pub struct Conns {
     conns: Vec<Conn>,
     head: Vec<u8>,
+    limits: Limits,
+    /// Bytes the socket took during the last [`Conns::send_raw`], also when it failed.
+    pub last_sent: u64,
+    /// Whether the last [`Conns::send_raw`] opened a connection: `Some(true)` it did,
+    /// `Some(false)` it failed to, `None` it reused one (the target's up/down state).
+    pub last_connect: Option<bool>,
 }
 
 /// Why an exchange ended without a response.
@@ -48,15 +54,28 @@ impl From<FailureReason> for Fail {
 }
 
 impl Conns {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
     fn take(&mut self, authority: &str) -> Option<Conn> {
         let i = self.conns.iter().position(|c| c.authority == authority)?;
         Some(self.conns.swap_remove(i))
     }
 
     async fn connect(authority: &str) -> Result<Conn, FailureReason> {
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|_| FailureReason::Connect)?;
+        let stream = TcpStream::connect(authority).await.map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE) => {
+                    super::warn_fd_limit(&e);
+                    FailureReason::FdLimit
+                }
+                _ => FailureReason::Connect,
+            }
+        })?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             authority: authority.to_string(),
@@ -107,6 +126,13 @@ impl Conns {
         r
     }
 
+    /// Connect, noting the outcome in `last_connect`.
+    async fn open(&mut self, authority: &str) -> Result<Conn, FailureReason> {
+        let r = Self::connect(authority).await;
+        self.last_connect = Some(r.is_ok());
+        r
+    }
+
     /// A scratch buffer for building a request head; give it back with [`Conns::put_head`].
     pub fn take_head(&mut self) -> Vec<u8> {
         let mut h = std::mem::take(&mut self.head);
@@ -127,13 +153,16 @@ impl Conns {
         want: Want,
         timeout: Duration,
     ) -> Result<Response, FailureReason> {
+        self.last_sent = 0;
+        self.last_connect = None;
+        let limits = self.limits;
         let fut = async {
             let mut conn = match self.take(req.authority) {
                 Some(c) => c,
-                None => Self::connect(req.authority).await?,
+                None => self.open(req.authority).await?,
             };
             loop {
-                match exchange(&mut conn, &req, want).await {
+                match exchange(&mut conn, &req, want, &limits, &mut self.last_sent).await {
                     Ok((resp, reusable)) => {
                         if reusable {
                             conn.reused = true;
@@ -145,7 +174,7 @@ impl Conns {
                         return Ok(resp);
                     }
                     Err(Fail::Closed) if conn.reused => {
-                        conn = Self::connect(req.authority).await?;
+                        conn = self.open(req.authority).await?;
                     }
                     Err(Fail::Closed) => return Err(FailureReason::Io),
                     Err(Fail::Reason(r)) => return Err(r),
@@ -167,10 +196,12 @@ async fn exchange(
     conn: &mut Conn,
     req: &RawRequest<'_>,
     want: Want,
+    limits: &Limits,
+    sent: &mut u64,
 ) -> Result<(Response, bool), Fail> {
     let written = match req.file {
-        Some(f) => write_file(&conn.stream, req.head, f).await,
-        None => write_all(&mut conn.stream, req.head, req.body).await,
+        Some(f) => write_file(&conn.stream, req.head, f, sent).await,
+        None => write_all(&mut conn.stream, req.head, req.body, sent).await,
     };
     if let Err(e) = written {
         return Err(if conn.reused && is_closed(&e) {
@@ -180,8 +211,9 @@ async fn exchange(
         });
     }
     conn.buf.clear();
-    let (status, framing, close, headers, head_len) = read_head(conn, req.head_only, want).await?;
-    let mut body = want.body.then(BytesMut::new);
+    let (status, framing, close, headers, head_len) =
+        read_head(conn, req.head_only, want, limits).await?;
+    let mut body = Kept::new(want.body, limits.max_capture_body);
     let (len, eof) = match framing {
         Framing::None => (0, false),
         Framing::Length(n) => (read_exact(conn, n, &mut body).await?, false),
@@ -193,7 +225,8 @@ async fn exchange(
         Response {
             status,
             headers,
-            body: body.map(BytesMut::freeze),
+            body: body.buf.map(BytesMut::freeze),
+            body_over_cap: body.over,
             received: head_len + len,
         },
         reusable,
