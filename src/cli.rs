@@ -128,7 +128,10 @@ fn check_fd_budget(settings: &crate::config::Settings) {
         .sum::<u64>()
         .max(exp.sweep.vus.iter().copied().max().unwrap_or(0))
         .max(exp.search.vus);
-    let need = vus + settings.raw.server.max_connections as u64 + FD_RESERVE;
+    let others = settings.raw.server.max_connections as u64 + FD_RESERVE;
+    // The server's descriptors are kept apart: the VUs together never hold more than the rest.
+    crate::load::http1::set_socket_budget(soft.saturating_sub(others));
+    let need = vus + others;
     if need > soft {
         tracing::warn!(
             fd_limit = soft,

@@ -22,7 +22,29 @@ pub struct Proc {
 }
 
 pub fn spawn_run(cfg: &Path, envs: &[(&str, &str)]) -> Proc {
+    spawn_run_with(cfg, envs, None)
+}
+
+/// [`spawn_run`] with its file-descriptor limit (soft and hard) set to `nofile`, as
+/// `ulimit -n` would.
+pub fn spawn_run_with(cfg: &Path, envs: &[(&str, &str)], nofile: Option<u64>) -> Proc {
     let mut cmd = Command::new(BIN);
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     cmd.args(["run", "--config"])
         .arg(cfg)
         .current_dir(cfg.parent().unwrap());

@@ -19,7 +19,40 @@ pub(super) const READ_BUF: usize = 4 * 1024;
 /// A read buffer grown past this by a large response is dropped after it.
 pub(super) const KEEP_BUF: usize = 64 * 1024;
 
+/// Sockets the VUs hold now, over all VUs, and how many they may hold: the file-descriptor
+/// limit minus what the server and the rest of the process need
+/// ([`set_socket_budget`]). Past the budget a connect fails with `fd_limit` without a system
+/// call, so the VUs can never take the descriptors `/metrics` needs.
+static SOCKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static BUDGET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Cap the sockets all VUs together may hold (set once at start by the binary).
+pub fn set_socket_budget(n: u64) {
+    BUDGET.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One socket counted against the budget while it lives.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if SOCKETS.fetch_add(1, Relaxed) >= BUDGET.load(Relaxed) {
+            SOCKETS.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        SOCKETS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(super) struct Conn {
+    _slot: Slot,
     authority: String,
     pub(super) stream: TcpStream,
     pub(super) buf: BytesMut,
@@ -67,6 +100,12 @@ impl Conns {
     }
 
     async fn connect(authority: &str) -> Result<Conn, FailureReason> {
+        let Some(slot) = Slot::take() else {
+            super::warn_fd_limit(&io::Error::other(
+                "the VUs' share of the file-descriptor limit is in use",
+            ));
+            return Err(FailureReason::FdLimit);
+        };
         let stream = TcpStream::connect(authority).await.map_err(|e| {
             match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE) => {
@@ -78,6 +117,7 @@ impl Conns {
         })?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
+            _slot: slot,
             authority: authority.to_string(),
             stream,
             buf: BytesMut::with_capacity(READ_BUF),

@@ -23,7 +23,7 @@ mod write;
 use bytes::Bytes;
 use http::HeaderMap;
 
-pub use conn::Conns;
+pub use conn::{set_socket_budget, Conns};
 pub use target::{Target, TargetError};
 pub use write::{write_header, write_request_line, FileBody};
 
