@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::raw::LogFormat;
+use crate::logging::LogFormat;
 use crate::load::plan::Shard;
 
 #[derive(Debug, Parser)]
@@ -146,13 +146,6 @@ fn check_fd_budget(settings: &crate::config::Settings) {
     }
 }
 
-/// A multi-threaded runtime; the process exits 1 if it cannot be built.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-}
-
 fn run(a: RunArgs) -> ExitCode {
     let settings = match crate::config::load(&a.config) {
         Ok(s) => s,
@@ -172,7 +165,7 @@ fn run(a: RunArgs) -> ExitCode {
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
     tracing::info!(config = %a.config.display(), shard = ?a.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
     tracing::debug!(effective = %effective, "effective config (secrets redacted)");
-    let rt = match runtime() {
+    let rt = match crate::runtime::build(None, None) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

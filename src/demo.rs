@@ -48,8 +48,8 @@ pub struct DemoArgs {
 }
 
 pub fn main(a: DemoArgs) -> ExitCode {
-    crate::logging::init(crate::config::raw::LogFormat::Text);
-    let rt = match crate::cli::runtime() {
+    crate::logging::init(crate::logging::LogFormat::Text);
+    let rt = match crate::runtime::build(None, None) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -1,7 +1,17 @@
 //! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or
 //! JSON lines. Stdout is kept for the summaries a user reads or a script parses.
 
-use crate::config::raw::LogFormat;
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written: `text` for people, `json` (one object a line) for collectors.
+/// The `[log] format` config key and `--log-format` select it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
 
 /// Install the global subscriber; a second call (tests, reloads) is a no-op.
 pub fn init(format: LogFormat) {

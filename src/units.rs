@@ -20,6 +20,12 @@ pub fn parse_bytes(input: &str) -> Result<u64, SizeError> {
     input.parse::<ByteSize>().map(ByteSize::bytes)
 }
 
+/// A number with at most three decimals and no trailing zeros: `1.50` → `1.5`, `2.00` → `2`.
+pub fn trim_float(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Human form with binary units and at most two decimals: `768 MiB`, `1.5 GiB`, `512 B`.
 pub fn format_bytes(bytes: f64) -> String {
     if !bytes.is_finite() {

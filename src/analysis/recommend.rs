@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::AnalysisConfig;
 use super::model::ResourceModels;
 use crate::config::PricesConfig;
+use crate::units::trim_float;
 
 /// A container spec: `--cpus` and `--memory`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -31,12 +32,6 @@ impl std::fmt::Display for Spec {
             crate::units::format_bytes(self.memory_bytes as f64)
         )
     }
-}
-
-/// `1.50` → `1.5`, `2.00` → `2`.
-pub fn trim_float(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// One row of the recommendation table.
@@ -323,7 +318,5 @@ mod tests {
         assert_eq!(round_up(1.0000000001, 0.5), 1.0);
         assert_eq!(round_up(1.01, 0.5), 1.5);
         assert_eq!(round_up(0.0, 0.5), 0.5);
-        assert_eq!(trim_float(1.5), "1.5");
-        assert_eq!(trim_float(2.0), "2");
     }
 }

@@ -6,15 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Latency figures for one stage, in seconds, from an HDR histogram (not Prometheus buckets).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencySummary {
-    pub avg: f64,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub max: f64,
-}
+pub use crate::latency::LatencySummary;
 
 /// CPU and memory of one container, or of a group summed per sample, during the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -41,14 +41,10 @@ pub use state::{DemoState, DemoStats, MultipartSeen};
 pub fn main(args: DemoTargetArgs) -> ExitCode {
     init_logging();
     let cfg = DemoTargetConfig::from_args(&args);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .enable_all()
-        .max_blocking_threads(usize::from(args.blocking_threads));
-    if let Some(n) = args.workers {
-        builder.worker_threads(usize::from(n));
-    }
-    let rt = match builder.build() {
+    let rt = match crate::runtime::build(
+        args.workers.map(usize::from),
+        Some(usize::from(args.blocking_threads)),
+    ) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");

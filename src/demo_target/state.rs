@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::DemoTargetConfig;
 use super::cost::TouchedMemory;
-use crate::analysis::LatencySummary;
-use crate::load::recorder::LatencyRecorder;
+use crate::latency::{LatencyRecorder, LatencySummary};
 
 /// Most distinct usernames that may log in; beyond it login answers 503, so a runaway client
 /// cannot grow the session table without bound.

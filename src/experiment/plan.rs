@@ -66,7 +66,7 @@ pub async fn run_plan(
     let ctxs: Vec<_> = settings
         .scenarios
         .iter()
-        .map(|sc| ScenarioCtx::new(sc.clone(), &rt.metrics))
+        .map(|sc| ScenarioCtx::new(sc.clone(), &*rt.metrics))
         .collect();
     // Counters are cumulative across repeated runs; the summary reports this run only.
     let base = snapshot_counters(&ctxs);

@@ -2,10 +2,16 @@
 //! recorder.
 pub mod body;
 pub mod executor;
+pub mod failure;
 pub mod http1;
+pub mod meters;
 pub mod plan;
-pub mod recorder;
 pub mod splice;
 pub mod sys;
 pub mod template;
 pub mod vu;
+
+pub use failure::FailureReason;
+
+/// The latency recorder lives in the leaf [`crate::latency`], which the demo target shares.
+pub use crate::latency as recorder;

@@ -14,9 +14,10 @@ use super::http1::{
     write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
 };
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
-use super::recorder::LatencyRecorder;
+use crate::latency::LatencyRecorder;
 use crate::config::raw::DataMode;
-use crate::metrics::{FailureReason, LoadMetrics, ScenarioMetrics, StepMetrics};
+use super::meters::{Meters, ScenarioMetrics, StepMetrics};
+use super::FailureReason;
 
 /// A step with what can be computed once: its static target, its static header lines, its
 /// metrics, and, when nothing in it varies, its whole request head.
@@ -211,7 +212,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl ScenarioCtx {
-    pub fn new(scenario: ScenarioRef, m: &LoadMetrics) -> Arc<Self> {
+    pub fn new(scenario: ScenarioRef, m: &impl Meters) -> Arc<Self> {
         let prep = |steps: &[Step]| {
             steps
                 .iter()

@@ -11,12 +11,11 @@
 //! succeeded, else `fail`. So the error ratio is `checks{result="fail"} / checks`.
 
 pub mod containers;
-pub mod family;
 pub mod model;
-pub mod text;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+pub use crate::exposition::{family, text};
+
+use std::sync::Arc;
 
 use prometheus::Registry;
 
@@ -24,67 +23,8 @@ use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
 use crate::config::{PricesConfig, SlaConfig};
 
-/// Why a request got no response (or none that counts). docs/reliability.md says what a user
-/// sees for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    Timeout,
-    Connect,
-    Tls,
-    Io,
-    Body,
-    /// A value rendered at run time (a capture, a data row) made the request unsendable:
-    /// a line break in a header, a URL that does not parse. Nothing was sent.
-    InvalidRequest,
-    /// The response head was over `limits.max_response_head` bytes or
-    /// `limits.max_response_headers` lines.
-    HeaderTooLarge,
-    /// The body was over `limits.max_capture_body` on a step that captures from it.
-    CaptureTooLarge,
-    /// No file descriptor for a socket (EMFILE/ENFILE): loadspec's own limit, not the target.
-    FdLimit,
-    /// Cut at the drain deadline (or a ramp-down's grace period) before its response.
-    Interrupted,
-}
-
-impl FailureReason {
-    pub const ALL: [FailureReason; 10] = [
-        FailureReason::Timeout,
-        FailureReason::Connect,
-        FailureReason::Tls,
-        FailureReason::Io,
-        FailureReason::Body,
-        FailureReason::InvalidRequest,
-        FailureReason::HeaderTooLarge,
-        FailureReason::CaptureTooLarge,
-        FailureReason::FdLimit,
-        FailureReason::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Timeout => "timeout",
-            FailureReason::Connect => "connect",
-            FailureReason::Tls => "tls",
-            FailureReason::Io => "io",
-            FailureReason::Body => "body",
-            FailureReason::InvalidRequest => "invalid_request",
-            FailureReason::HeaderTooLarge => "header_too_large",
-            FailureReason::CaptureTooLarge => "capture_too_large",
-            FailureReason::FdLimit => "fd_limit",
-            FailureReason::Interrupted => "interrupted",
-        }
-    }
-
-    /// Failed before any byte reached the target: the VU backs off instead of retrying at
-    /// once, so a dead target or a bad value costs loadspec almost nothing.
-    pub fn without_exchange(self) -> bool {
-        matches!(
-            self,
-            FailureReason::Connect | FailureReason::InvalidRequest | FailureReason::FdLimit
-        )
-    }
-}
+pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
+pub use crate::load::FailureReason;
 
 const SR: &[&str] = &["scenario", "request"];
 const S: &[&str] = &["scenario"];
@@ -269,8 +209,10 @@ impl LoadMetrics {
         }
     }
 
-    /// Handles for one scenario.
-    pub fn scenario(&self, scenario: &str) -> ScenarioMetrics {
+}
+
+impl Meters for LoadMetrics {
+    fn scenario(&self, scenario: &str) -> ScenarioMetrics {
         let l = [scenario];
         ScenarioMetrics {
             vus: self.vus.with_label_values(&l),
@@ -284,23 +226,20 @@ impl LoadMetrics {
         }
     }
 
-    /// Handles for one step (request name) of a scenario.
-    pub fn step(&self, scenario: &str, request: &str) -> StepMetrics {
-        let l = [scenario, request];
+    fn step(&self, scenario: &str, request: &str) -> StepMetrics {
         // Create the pass/fail and failure series up front so rate() works from the start.
-        StepMetrics {
-            duration: self.duration.with_label_values(&l),
-            codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
-            codes_vec: Arc::clone(&self.requests),
-            scenario: scenario.to_string(),
-            request: request.to_string(),
-            failures: FailureReason::ALL.map(|r| {
+        StepMetrics::new(
+            scenario,
+            request,
+            self.duration.with_label_values(&[scenario, request]),
+            Arc::clone(&self.requests),
+            |r| {
                 self.failures
                     .with_label_values(&[scenario, request, r.as_str()])
-            }),
-            check_pass: self.checks.with_label_values(&[scenario, request, "pass"]),
-            check_fail: self.checks.with_label_values(&[scenario, request, "fail"]),
-        }
+            },
+            self.checks.with_label_values(&[scenario, request, "pass"]),
+            self.checks.with_label_values(&[scenario, request, "fail"]),
+        )
     }
 }
 
@@ -332,69 +271,6 @@ impl Expose for LoadMetrics {
         ];
         for f in families {
             f.expose(out);
-        }
-    }
-}
-
-pub struct ScenarioMetrics {
-    pub vus: Gauge,
-    pub vus_target: Gauge,
-    pub arrival_rate_target: GaugeF,
-    pub dropped: Counter,
-    pub iterations: Counter,
-    pub data_sent: Counter,
-    pub data_received: Counter,
-    pub iteration_duration: Histogram,
-}
-
-/// Status codes 100..=599 map to slots; the counter for a code is created on first use.
-const CODES: usize = 500;
-
-pub struct StepMetrics {
-    pub duration: Histogram,
-    codes: Box<[OnceLock<Counter>; CODES]>,
-    codes_vec: Arc<Family<Counter>>,
-    scenario: String,
-    request: String,
-    failures: [Counter; FailureReason::ALL.len()],
-    pub check_pass: Counter,
-    pub check_fail: Counter,
-}
-
-impl StepMetrics {
-    /// Count a response with this status.
-    pub fn response(&self, code: u16) {
-        let slot = (code as usize).saturating_sub(100).min(CODES - 1);
-        self.codes[slot]
-            .get_or_init(|| {
-                self.codes_vec.with_label_values(&[
-                    self.scenario.as_str(),
-                    self.request.as_str(),
-                    &code.to_string(),
-                ])
-            })
-            .inc();
-    }
-
-    pub fn failure(&self, reason: FailureReason) {
-        let i = FailureReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(3);
-        self.failures[i].inc();
-    }
-
-    /// Counts so far: status code or failure reason to count (for stage status mixes).
-    pub fn counts(&self, into: &mut BTreeMap<String, u64>) {
-        for (i, c) in self.codes.iter().enumerate() {
-            if let Some(c) = c.get() {
-                *into.entry((i + 100).to_string()).or_default() += c.get();
-            }
-        }
-        for (r, c) in FailureReason::ALL.iter().zip(&self.failures) {
-            if c.get() > 0 {
-                *into.entry(r.as_str().to_string()).or_default() += c.get();
-            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::format::{escape, trim_float};
 use super::svg::{Chart, Marker, Series, Style, Unit};
 use super::tables::{self, Table};
 use super::RunInfo;
@@ -35,22 +36,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .caption{color:#64748b;font-size:12px;margin:4px 0 0}
 .warn{background:#fffbeb;border:1px solid #fcd34d;border-radius:8px;padding:8px 16px 8px 32px}
 "#;
-
-/// Escape text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Cells that start with a digit, `~` or a currency sign are right-aligned numbers.
 fn is_numeric(s: &str) -> bool {
@@ -118,7 +103,7 @@ fn knee_marker(a: &CapacityAnalysis) -> Vec<Marker> {
         .vus
         .map(|v| Marker {
             at: v,
-            label: format!("knee {} VUs", crate::analysis::recommend::trim_float(v)),
+            label: format!("knee {} VUs", trim_float(v)),
             color: RED,
         })
         .into_iter()

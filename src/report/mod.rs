@@ -5,6 +5,7 @@
 //! - [`tables`]: the tables as text, shared by Markdown and HTML.
 //! - [`markdown`], [`html`]: the two renderers; [`svg`]: the charts.
 
+pub mod format;
 pub mod html;
 pub mod markdown;
 pub mod svg;
@@ -19,9 +20,8 @@ use serde::{Deserialize, Serialize};
 pub use html::render_html;
 pub use markdown::render_markdown;
 
-use crate::analysis::recommend::trim_float;
 use crate::analysis::{CapacityAnalysis, StageSummary};
-use crate::units::format_bytes;
+use format::{format_bytes, trim_float};
 
 /// Version of report.json's layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::html::escape;
+use super::format::{escape, trim_rounded as trim};
 
 const W: f64 = 560.0;
 const H: f64 = 330.0;
@@ -289,10 +289,6 @@ impl Chart {
         s.push_str("</svg>");
         s
     }
-}
-
-fn trim(v: f64) -> String {
-    crate::analysis::recommend::trim_float((v * 1000.0).round() / 1000.0)
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::fit::LinearFit;
-use crate::analysis::recommend::trim_float;
 use crate::analysis::{CapacityAnalysis, StageSummary};
-use crate::units::format_bytes;
+use super::format::{format_bytes, trim_float};
 
 /// A titled table of text cells.
 #[derive(Debug, Clone, PartialEq)]

@@ -266,7 +266,7 @@ impl<M: Metric> text::Expose for Family<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::text::Expose;
+    use crate::exposition::text::Expose;
 
     fn expose(f: &dyn Expose) -> String {
         let mut out = Vec::new();

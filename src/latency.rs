@@ -1,5 +1,6 @@
-//! Per-scenario latency recording for stage summaries and progress lines. Percentiles come
-//! from HDR histograms, not from Prometheus buckets.
+//! Latency recording and its summary, shared by the load engine (per scenario, for stage
+//! summaries and progress lines) and the demo target (its handling time). Percentiles come
+//! from HDR histograms, not from Prometheus buckets. A leaf: it imports nothing of the crate.
 //!
 //! Requests record into one of several shards, chosen by the worker thread, each behind its
 //! own mutex: two threads rarely touch the same shard, so recording never serializes the
@@ -11,8 +12,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
-use crate::analysis::LatencySummary;
+/// Latency figures for one stage, in seconds, from an HDR histogram (not Prometheus buckets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub avg: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
 
 /// Highest latency tracked, in microseconds (one hour); larger values are clamped.
 const MAX_US: u64 = 3_600_000_000;

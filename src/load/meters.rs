@@ -1,0 +1,108 @@
+//! The handles the engine records into: one [`ScenarioMetrics`] per scenario and one
+//! [`StepMetrics`] per step, resolved once so a request is a few relaxed atomic adds. They are
+//! built on [`crate::exposition::family`]; which families they belong to (names, help, labels)
+//! is decided by [`crate::metrics`], which implements [`Meters`] for its `LoadMetrics`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use super::FailureReason;
+use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram};
+
+/// Where a scenario gets its handles from.
+pub trait Meters {
+    /// Handles for one scenario.
+    fn scenario(&self, scenario: &str) -> ScenarioMetrics;
+    /// Handles for one step (request name) of a scenario.
+    fn step(&self, scenario: &str, request: &str) -> StepMetrics;
+}
+
+/// Handles for one scenario: VUs, arrival rate, iterations and bytes.
+pub struct ScenarioMetrics {
+    pub vus: Gauge,
+    pub vus_target: Gauge,
+    pub arrival_rate_target: GaugeF,
+    pub dropped: Counter,
+    pub iterations: Counter,
+    pub data_sent: Counter,
+    pub data_received: Counter,
+    pub iteration_duration: Histogram,
+}
+
+/// Status codes 100..=599 map to slots; the counter for a code is created on first use.
+const CODES: usize = 500;
+
+/// Handles for one step (request name) of a scenario: latency, status codes, failures by
+/// reason, and checks.
+pub struct StepMetrics {
+    pub duration: Histogram,
+    codes: Box<[OnceLock<Counter>; CODES]>,
+    codes_vec: Arc<Family<Counter>>,
+    scenario: String,
+    request: String,
+    failures: [Counter; FailureReason::ALL.len()],
+    pub check_pass: Counter,
+    pub check_fail: Counter,
+}
+
+impl StepMetrics {
+    /// `codes` is the family of responses by status code (labels scenario, request, code);
+    /// `failure` gives the counter of each [`FailureReason`], created now so `rate()` works
+    /// from the start.
+    pub fn new(
+        scenario: &str,
+        request: &str,
+        duration: Histogram,
+        codes: Arc<Family<Counter>>,
+        failure: impl FnMut(FailureReason) -> Counter,
+        check_pass: Counter,
+        check_fail: Counter,
+    ) -> Self {
+        Self {
+            duration,
+            codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
+            codes_vec: codes,
+            scenario: scenario.to_string(),
+            request: request.to_string(),
+            failures: FailureReason::ALL.map(failure),
+            check_pass,
+            check_fail,
+        }
+    }
+
+    /// Count a response with this status.
+    pub fn response(&self, code: u16) {
+        let slot = (code as usize).saturating_sub(100).min(CODES - 1);
+        self.codes[slot]
+            .get_or_init(|| {
+                self.codes_vec.with_label_values(&[
+                    self.scenario.as_str(),
+                    self.request.as_str(),
+                    &code.to_string(),
+                ])
+            })
+            .inc();
+    }
+
+    pub fn failure(&self, reason: FailureReason) {
+        let i = FailureReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(3);
+        self.failures[i].inc();
+    }
+
+    /// Counts so far: status code or failure reason to count (for stage status mixes).
+    pub fn counts(&self, into: &mut BTreeMap<String, u64>) {
+        for (i, c) in self.codes.iter().enumerate() {
+            if let Some(c) = c.get() {
+                *into.entry((i + 100).to_string()).or_default() += c.get();
+            }
+        }
+        for (r, c) in FailureReason::ALL.iter().zip(&self.failures) {
+            if c.get() > 0 {
+                *into.entry(r.as_str().to_string()).or_default() += c.get();
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The tokio runtime builder every command shares (`run`, `demo`, `demo-target`), in a module of
+//! its own so the commands don't import each other to get it.
+
+use std::io;
+
+use tokio::runtime::{Builder, Runtime};
+
+/// A multi-threaded runtime with I/O and timers. `workers` and `max_blocking_threads` default
+/// to tokio's (one worker per core, 512 blocking threads). The caller exits 1 if it fails.
+pub fn build(workers: Option<usize>, max_blocking_threads: Option<usize>) -> io::Result<Runtime> {
+    let mut builder = Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    if let Some(n) = max_blocking_threads {
+        builder.max_blocking_threads(n);
+    }
+    builder.build()
+}
