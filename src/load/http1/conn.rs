@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing, Kept};
 use super::write::{write_all, write_file};
 use super::{Limits, RawRequest, Response, Want};
-use crate::metrics::FailureReason;
+use crate::load::FailureReason;
 
 /// A connection's read buffer starts this small, so 10,000 idle VUs stay cheap.
 pub(super) const READ_BUF: usize = 4 * 1024;

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 
 use super::conn::{is_closed, Conn, Fail, KEEP_BUF, READ_BUF};
 use super::{Limits, Want};
-use crate::metrics::FailureReason;
+use crate::load::FailureReason;
 
 /// Header slots kept on the stack; a configured limit above it parses into a heap array.
 const STACK_HEADERS: usize = 256;
