@@ -20,7 +20,7 @@ pub const BODY_LIMIT: u64 = 512 * 1024 * 1024;
 /// never echoes the content.
 pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file {shown}: {e}"))?;
     let ft = meta.file_type();
     if !ft.is_file() {
         return Err(format!(
@@ -34,12 +34,12 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
             meta.len()
         ));
     }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file {shown}: {e}"))?;
     // The file may grow between the check and the read: never take more than the limit.
     let mut buf = Vec::with_capacity(meta.len() as usize);
     file.take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(|e| format!("cannot read file {shown}: {e}"))?;
     if buf.len() as u64 > limit {
         return Err(format!(
             "{shown} grew past the limit of {limit} bytes while it was read"
