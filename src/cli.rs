@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::logging::LogFormat;
 use crate::load::plan::Shard;
+use crate::logging::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(

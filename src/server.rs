@@ -308,8 +308,8 @@ pub async fn serve(
             tokio::pin!(conn);
             let idle = limits.idle_timeout;
             loop {
-                let since = started
-                    + std::time::Duration::from_millis(last.load(Ordering::Relaxed));
+                let since =
+                    started + std::time::Duration::from_millis(last.load(Ordering::Relaxed));
                 tokio::select! {
                     _ = conn.as_mut() => break,
                     _ = tokio::time::sleep_until(since + idle) => {

@@ -452,10 +452,18 @@ async fn a_head_of_101_lines_is_a_response_and_an_oversized_head_is_header_too_l
             "executor = \"per-vu-iterations\"\nvus = 1\niterations = 3",
         );
     let m = run_to_end(&plan, Duration::from_secs(30)).await;
-    let ok = sample(&m, "loadspec_http_requests_total", &["request=\"r\"", "code=\"200\""]);
+    let ok = sample(
+        &m,
+        "loadspec_http_requests_total",
+        &["request=\"r\"", "code=\"200\""],
+    );
     assert_eq!(ok, Some(3.0), "101 header lines are a 200:\n{m}");
     assert_eq!(failures(&m, "body"), 0.0, "{m}");
-    assert_eq!(failures(&m, "header_too_large"), 6.0, "300 lines and 70 KiB:\n{m}");
+    assert_eq!(
+        failures(&m, "header_too_large"),
+        6.0,
+        "300 lines and 70 KiB:\n{m}"
+    );
     // Both limits are configurable.
     let raised = plan.replace(
         "[analysis]",
@@ -487,7 +495,10 @@ async fn a_capture_keeps_at_most_the_cap_and_fails_with_a_reason_above_it() {
         Some(0.0),
         "{m}"
     );
-    let raised = plan.replace("[analysis]", "[limits]\nmax_capture_body = \"4MiB\"\n[analysis]");
+    let raised = plan.replace(
+        "[analysis]",
+        "[limits]\nmax_capture_body = \"4MiB\"\n[analysis]",
+    );
     let m = run_to_end(&raised, Duration::from_secs(30)).await;
     assert_eq!(failures(&m, "capture_too_large"), 0.0, "{m}");
     assert_eq!(
@@ -497,26 +508,27 @@ async fn a_capture_keeps_at_most_the_cap_and_fails_with_a_reason_above_it() {
     );
     // Every byte was read and counted, kept or not.
     assert!(
-        sample(&m, "loadspec_data_received_bytes_total", &[]).unwrap_or(0.0) > 4.0 * (3 << 20) as f64,
+        sample(&m, "loadspec_data_received_bytes_total", &[]).unwrap_or(0.0)
+            > 4.0 * (3 << 20) as f64,
         "{m}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_cut_at_the_drain_deadline_are_counted_as_interrupted() {
-    let s = server(Duration::from_secs(10), Duration::from_secs(30), |_| ok_with_headers(0, b"")).await;
-    let plan = load_plan(
-        s.addr,
-        10,
-        "60s",
-        "[lifecycle]\ndrain_timeout = \"2s\"",
-        "",
-    );
+    let s = server(Duration::from_secs(10), Duration::from_secs(30), |_| {
+        ok_with_headers(0, b"")
+    })
+    .await;
+    let plan = load_plan(s.addr, 10, "60s", "[lifecycle]\ndrain_timeout = \"2s\"", "");
     let (dir, _) = support_core::dir_with_png();
     let d = support_core::start_in(&plan, dir, "0/1").await;
     let t = Instant::now();
     while s.received.load(Ordering::Relaxed) < 10 {
-        assert!(t.elapsed() < Duration::from_secs(20), "the 10 requests did not arrive");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the 10 requests did not arrive"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let addr = d.addr;
@@ -545,14 +557,13 @@ async fn requests_cut_at_the_drain_deadline_are_counted_as_interrupted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_that_renders_invalid_counts_invalid_request_and_the_vu_backs_off() {
-    let s = server(Duration::ZERO, Duration::from_secs(30), |_| ok_with_headers(0, b"ok")).await;
+    let s = server(Duration::ZERO, Duration::from_secs(30), |_| {
+        ok_with_headers(0, b"ok")
+    })
+    .await;
     let (dir, _) = support_core::dir_with_png();
     // VU 0 gets the bad row (a line break for a header, a space for the URL), VU 1 the good.
-    std::fs::write(
-        dir.path().join("rows.csv"),
-        "h,p\n\"a\r\nb\",a b\nok,ok\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("rows.csv"), "h,p\n\"a\r\nb\",a b\nok,ok\n").unwrap();
     let plan = load_plan(
         s.addr,
         2,
@@ -576,15 +587,24 @@ async fn a_value_that_renders_invalid_counts_invalid_request_and_the_vu_backs_of
     let invalid = failures(&m, "invalid_request");
     // Two failing steps per iteration, a pause doubling from 10 ms to 1 s after each: about
     // ten in 3 s. Without the backoff it was millions.
-    assert!((2.0..=40.0).contains(&invalid), "invalid_request = {invalid}:\n{m}");
+    assert!(
+        (2.0..=40.0).contains(&invalid),
+        "invalid_request = {invalid}:\n{m}"
+    );
     // The good VU was not starved: its requests went out.
     assert!(responses(&m, "200") >= 10.0, "{m}");
-    assert_eq!(s.received.load(Ordering::Relaxed) as f64, responses(&m, "200"));
+    assert_eq!(
+        s.received.load(Ordering::Relaxed) as f64,
+        responses(&m, "200")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn userinfo_goes_out_as_basic_auth_never_in_host() {
-    let s = server(Duration::ZERO, Duration::from_secs(30), |_| ok_with_headers(0, b"")).await;
+    let s = server(Duration::ZERO, Duration::from_secs(30), |_| {
+        ok_with_headers(0, b"")
+    })
+    .await;
     let plan = load_plan(s.addr, 1, "1s", "", "")
         .replace("http://127.0.0.1", "http://user:p%40ss@127.0.0.1")
         .replace(
@@ -597,7 +617,10 @@ async fn userinfo_goes_out_as_basic_auth_never_in_host() {
     use base64::Engine as _;
     let want = base64::engine::general_purpose::STANDARD.encode("user:p@ss");
     let lines: Vec<&str> = head.lines().collect();
-    assert!(lines.contains(&format!("host: {}", s.addr).as_str()), "{head}");
+    assert!(
+        lines.contains(&format!("host: {}", s.addr).as_str()),
+        "{head}"
+    );
     assert!(
         lines.contains(&format!("authorization: basic {}", want.to_ascii_lowercase()).as_str()),
         "{head}"
@@ -640,7 +663,10 @@ async fn a_dead_target_costs_little_warns_once_down_and_once_back_and_sends_no_d
     let connect = failures(&m, "connect");
     // 5 VUs, each pausing 10 ms, 20 ms, ... up to 1 s between tries: a few dozen in the dead
     // stretch, where it used to be tens of thousands a second.
-    assert!((5.0..=150.0).contains(&connect), "connect = {connect}:\n{m}");
+    assert!(
+        (5.0..=150.0).contains(&connect),
+        "connect = {connect}:\n{m}"
+    );
     let ok = responses(&m, "200");
     assert!(ok > 0.0, "{m}");
     assert_eq!(s.received.load(Ordering::Relaxed) as f64, ok);
@@ -655,9 +681,18 @@ async fn a_dead_target_costs_little_warns_once_down_and_once_back_and_sends_no_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_descriptors_is_fd_limit_with_a_warning_and_the_daemon_stays_responsive() {
-    let s = server(Duration::ZERO, Duration::from_secs(60), |_| ok_with_headers(0, b"ok")).await;
+    let s = server(Duration::ZERO, Duration::from_secs(60), |_| {
+        ok_with_headers(0, b"ok")
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let plan = load_plan(s.addr, 500, "60s", "[lifecycle]\ndrain_timeout = \"2s\"", "");
+    let plan = load_plan(
+        s.addr,
+        500,
+        "60s",
+        "[lifecycle]\ndrain_timeout = \"2s\"",
+        "",
+    );
     let cfg = write(dir.path(), "run.toml", &plan);
     let mut p = spawn_run_with(&cfg, &[], Some(256));
     p.wait_log("file-descriptor limit is lower", Duration::from_secs(20));
@@ -672,7 +707,10 @@ async fn out_of_descriptors_is_fd_limit_with_a_warning_and_the_daemon_stays_resp
     assert!(fd > 0.0, "{m}");
     // Each failing VU backs off: a few thousand, not 50,000 a second.
     assert!(fd < 20_000.0, "fd_limit = {fd}");
-    assert!(responses(&m, "200") > 0.0, "the VUs within the budget load the target");
+    assert!(
+        responses(&m, "200") > 0.0,
+        "the VUs within the budget load the target"
+    );
     let stop = Instant::now();
     p.signal(libc::SIGTERM);
     let code = p.wait_exit(Duration::from_secs(30));
@@ -701,7 +739,10 @@ fn raise_own_nofile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_slowloris_connections_neither_lock_out_metrics_nor_fail_the_load() {
     raise_own_nofile();
-    let s = server(Duration::ZERO, Duration::from_secs(60), |_| ok_with_headers(0, b"ok")).await;
+    let s = server(Duration::ZERO, Duration::from_secs(60), |_| {
+        ok_with_headers(0, b"ok")
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let plan = load_plan(s.addr, 20, "60s", "[lifecycle]\ndrain_timeout = \"2s\"", "");
     let cfg = write(dir.path(), "run.toml", &plan);
@@ -726,7 +767,12 @@ async fn two_thousand_slowloris_connections_neither_lock_out_metrics_nor_fail_th
     assert!(held.len() >= 1000, "only {} connections opened", held.len());
     let t = Instant::now();
     let (code, after) = http_get(p.metrics, "/metrics").await;
-    assert_eq!(code, 200, "/metrics answers with {} slowloris connections open", held.len());
+    assert_eq!(
+        code,
+        200,
+        "/metrics answers with {} slowloris connections open",
+        held.len()
+    );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     let errors = |m: &str| {
         ["connect", "fd_limit", "io", "timeout"]
@@ -735,7 +781,11 @@ async fn two_thousand_slowloris_connections_neither_lock_out_metrics_nor_fail_th
             .sum::<f64>()
     };
     assert_eq!(errors(&before), 0.0);
-    assert_eq!(errors(&after), 0.0, "the load's error ratio changed:\n{after}");
+    assert_eq!(
+        errors(&after),
+        0.0,
+        "the load's error ratio changed:\n{after}"
+    );
     assert!(responses(&after, "200") > responses(&before, "200"));
     drop(held);
     p.signal(libc::SIGTERM);
@@ -744,11 +794,19 @@ async fn two_thousand_slowloris_connections_neither_lock_out_metrics_nor_fail_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_a_task_exits_non_zero_with_the_panic_logged() {
-    let s = server(Duration::ZERO, Duration::from_secs(30), |_| ok_with_headers(0, b"ok")).await;
+    let s = server(Duration::ZERO, Duration::from_secs(30), |_| {
+        ok_with_headers(0, b"ok")
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "run.toml", &load_plan(s.addr, 1, "30s", "", ""));
     let mut p = spawn_run(&cfg, &[("LOADSPEC_DEBUG_PANIC_IN_TASK", "1")]);
-    assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(70), "{}", p.log());
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(20)),
+        Some(70),
+        "{}",
+        p.log()
+    );
     let log = p.log();
     assert!(log.contains("a task panicked"), "{log}");
     assert!(log.contains("LOADSPEC_DEBUG_PANIC_IN_TASK"), "{log}");
@@ -756,7 +814,10 @@ async fn a_panic_in_a_task_exits_non_zero_with_the_panic_logged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_reload_does_not_log_the_token() {
-    let s = server(Duration::ZERO, Duration::from_secs(30), |_| ok_with_headers(0, b"ok")).await;
+    let s = server(Duration::ZERO, Duration::from_secs(30), |_| {
+        ok_with_headers(0, b"ok")
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let secret = "tok-RELOAD-91b2";
     let good = load_plan(s.addr, 1, "1s", "[lifecycle]\non_finish = \"idle\"", "");

@@ -64,7 +64,8 @@ impl Original {
 /// Limits set and not yet restored, process-wide, so an exit that cannot wait for the
 /// experiment (a second SIGTERM, the drain watchdog) still puts them back:
 /// [`restore_pending_blocking`].
-static PENDING: std::sync::Mutex<Vec<(Docker, String, Original)>> = std::sync::Mutex::new(Vec::new());
+static PENDING: std::sync::Mutex<Vec<(Docker, String, Original)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn pending() -> std::sync::MutexGuard<'static, Vec<(Docker, String, Original)>> {
     PENDING.lock().unwrap_or_else(|e| e.into_inner())

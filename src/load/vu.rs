@@ -13,11 +13,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::http1::{
     write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
 };
-use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
-use crate::latency::LatencyRecorder;
-use crate::config::raw::DataMode;
 use super::meters::{Meters, ScenarioMetrics, StepMetrics};
+use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
 use super::FailureReason;
+use crate::config::raw::DataMode;
+use crate::latency::LatencyRecorder;
 
 /// A step with what can be computed once: its static target, its static header lines, its
 /// metrics, and, when nothing in it varies, its whole request head.

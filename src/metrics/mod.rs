@@ -208,7 +208,6 @@ impl LoadMetrics {
             g.with_label_values(&[]).set(v);
         }
     }
-
 }
 
 impl Meters for LoadMetrics {

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use super::format::{format_bytes, trim_float};
 use crate::analysis::fit::LinearFit;
 use crate::analysis::{CapacityAnalysis, StageSummary};
-use super::format::{format_bytes, trim_float};
 
 /// A titled table of text cells.
 #[derive(Debug, Clone, PartialEq)]

@@ -106,15 +106,15 @@ impl Conns {
             ));
             return Err(FailureReason::FdLimit);
         };
-        let stream = TcpStream::connect(authority).await.map_err(|e| {
-            match e.raw_os_error() {
+        let stream = TcpStream::connect(authority)
+            .await
+            .map_err(|e| match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE) => {
                     super::warn_fd_limit(&e);
                     FailureReason::FdLimit
                 }
                 _ => FailureReason::Connect,
-            }
-        })?;
+            })?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             _slot: slot,
@@ -288,8 +288,8 @@ mod tests {
     use super::super::{FileBody, Target};
     use super::*;
     use bytes::Bytes;
-    use http::Method;
     use http::header::HOST;
+    use http::Method;
     use http::Request;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;

@@ -197,11 +197,7 @@ fn consume(conn: &mut Conn, n: u64, body: &mut Kept) -> u64 {
     take as u64
 }
 
-pub(super) async fn read_exact(
-    conn: &mut Conn,
-    n: u64,
-    body: &mut Kept,
-) -> Result<u64, Fail> {
+pub(super) async fn read_exact(conn: &mut Conn, n: u64, body: &mut Kept) -> Result<u64, Fail> {
     let mut left = n;
     loop {
         left -= consume(conn, left, body);
@@ -228,17 +224,16 @@ pub(super) async fn read_to_eof(conn: &mut Conn, body: &mut Kept) -> Result<u64,
     }
 }
 
-/// Decode a chunked body (RFC 9112 §7.1); trailers are read and ignored.
-pub(super) async fn read_chunked(
-    conn: &mut Conn,
-    body: &mut Kept,
-) -> Result<u64, Fail> {
+/// Decode a chunked body (RFC 9112 §7.1); trailers are read and ignored. Returns the bytes
+/// on the wire, chunk-size lines and trailers included (`data_received` counts the wire).
+pub(super) async fn read_chunked(conn: &mut Conn, body: &mut Kept) -> Result<u64, Fail> {
     let mut total = 0;
     loop {
         let size = loop {
             match httparse::parse_chunk_size(&conn.buf) {
                 Ok(httparse::Status::Complete((i, size))) => {
                     conn.buf.advance(i);
+                    total += i as u64;
                     break size;
                 }
                 Ok(httparse::Status::Partial) if conn.buf.len() < MAX_CHUNK_LINE => {
@@ -255,9 +250,12 @@ pub(super) async fn read_chunked(
                 match conn.buf.windows(2).position(|w| w == b"\r\n") {
                     Some(0) => {
                         conn.buf.advance(2);
-                        return Ok(total);
+                        return Ok(total + 2);
                     }
-                    Some(p) => conn.buf.advance(p + 2),
+                    Some(p) => {
+                        conn.buf.advance(p + 2);
+                        total += p as u64 + 2;
+                    }
                     None if conn.buf.len() < MAX_CHUNK_LINE => {
                         if !matches!(fill(conn, READ_BUF).await, Ok(true)) {
                             return Err(FailureReason::Io.into());
@@ -277,5 +275,6 @@ pub(super) async fn read_chunked(
             return Err(FailureReason::Body.into());
         }
         conn.buf.advance(2);
+        total += 2;
     }
 }
