@@ -239,7 +239,7 @@ pub async fn run(
             };
             let written = match written {
                 Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(e.to_string()).into()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             match written {
                 Ok(p) => {

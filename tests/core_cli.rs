@@ -4,9 +4,7 @@
 
 mod support_core;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loadspec::demo_target::DemoTargetConfig;

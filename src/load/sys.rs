@@ -111,9 +111,9 @@ pub fn raise_nofile() -> io::Result<u64> {
         };
         // SAFETY: setrlimit reads the struct we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
-            return Ok(lim.rlim_cur as u64);
+            return Ok(lim.rlim_cur);
         }
-        return Ok(want as u64);
+        return Ok(want);
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
