@@ -316,7 +316,10 @@ fn multipart_case(
 /// was fixed); it is now chosen so that no part contains it.
 #[test]
 fn a_file_containing_the_boundary_still_round_trips() {
-    let mut runner = proptest::test_runner::TestRunner::new(config(1));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 1,
+        ..config(1)
+    });
     let files = vec![(
         "0".to_string(),
         b"\r\n------loadspec-boundary-7d9f1c2a5e3b\r\n".to_vec(),

@@ -3,6 +3,7 @@
 //! 2 naming the field); load checks run the daemon against servers written here on
 //! 127.0.0.1:0 that misbehave on purpose. Every loop is bounded in count and time.
 
+mod support_containers;
 mod support_core;
 
 use std::path::Path;
@@ -836,4 +837,85 @@ async fn a_failed_reload_does_not_log_the_token() {
     let log = p.log();
     assert!(log.contains("<redacted>"), "{log}");
     assert!(!log.contains(secret), "the token leaked:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_during_a_sweep_puts_the_original_limits_back() {
+    use support_containers::{docker_available, ensure_image, wait_healthy, Container};
+    if !docker_available() {
+        return;
+    }
+    ensure_image();
+    // Requests take 20 s, so the first SIGTERM's drain is still waiting when the second comes.
+    let c = Container::demo("sigterm2", &["--cpus=1.5", "--memory=768m"], &[]);
+    let addr = c.addr();
+    wait_healthy(addr, Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "run.toml",
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[target]
+base_url = "http://{addr}"
+timeout = "60s"
+[lifecycle]
+drain_timeout = "60s"
+[reports]
+enabled = false
+[containers]
+source = "docker"
+names = ["{name}"]
+groups = {{ "{name}" = "ai" }}
+interval = "500ms"
+[experiment]
+mode = "sweep"
+[experiment.sweep]
+vus = [2]
+stage_duration = "60s"
+group = "ai"
+spec = {{ cpus = 0.5, memory = "512MiB" }}
+[[scenarios]]
+name = "s"
+executor = "constant-vus"
+vus = 1
+duration = "1s"
+[[scenarios.requests]]
+name = "r"
+path = "/api/v1/status/200?delay_ms=20000"
+"#,
+            name = c.name
+        ),
+    );
+    let mut p = spawn_run(&cfg, &[]);
+    p.wait_log("limits set", Duration::from_secs(30));
+    assert_eq!(c.inspect("{{.HostConfig.NanoCpus}}"), "500000000");
+    // Let the VUs' requests go out, then SIGTERM twice.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    p.signal(libc::SIGTERM);
+    p.wait_log("draining", Duration::from_secs(10));
+    p.signal(libc::SIGTERM);
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(20)),
+        Some(130),
+        "{}",
+        p.log()
+    );
+    assert!(
+        p.log().contains("original limits restored on exit"),
+        "{}",
+        p.log()
+    );
+    assert_eq!(
+        c.inspect("{{.HostConfig.NanoCpus}}"),
+        "1500000000",
+        "{}",
+        p.log()
+    );
+    assert_eq!(
+        c.inspect("{{.HostConfig.Memory}}"),
+        (768u64 << 20).to_string()
+    );
 }
