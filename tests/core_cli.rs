@@ -11,19 +11,6 @@ use loadspec::demo_target::DemoTargetConfig;
 use support_core::cli::*;
 use support_core::*;
 
-const GOOD: &str = r#"
-[target]
-base_url = "http://127.0.0.1:9"
-[[scenarios]]
-name = "s"
-executor = "constant-vus"
-vus = 1
-duration = "1s"
-[[scenarios.requests]]
-name = "r"
-path = "/x"
-"#;
-
 /// (description, config text, the text the error must contain)
 fn bad_configs() -> Vec<(&'static str, String, &'static str)> {
     let g = GOOD.to_string();
@@ -249,13 +236,11 @@ async fn sighup_keeps_the_old_config_when_the_new_one_is_bad_and_adopts_a_good_o
     let mut p = spawn_run(&cfg, &[("LOADSPEC_TOKEN", "t")]);
     p.wait_log("idling", Duration::from_secs(30));
     // A bad config: logged, the daemon keeps serving with the old one.
-    write(
-        dir.path(),
-        "run.toml",
+    p.reload(
+        &cfg,
         &good_a.replace("target = 3", "target = 0"),
+        "config reload failed",
     );
-    p.signal(libc::SIGHUP);
-    p.wait_log("config reload failed", Duration::from_secs(10));
     let (_, m) = http_get(p.metrics, "/metrics").await;
     assert_eq!(
         sample(&m, "loadspec_config_last_reload_successful", &[]),
@@ -274,17 +259,15 @@ async fn sighup_keeps_the_old_config_when_the_new_one_is_bad_and_adopts_a_good_o
         "a bad reload stopped the daemon"
     );
     // A good config: adopted, and its plan runs.
-    write(
-        dir.path(),
-        "run.toml",
+    p.reload(
+        &cfg,
         &plan(
             &addr.to_string(),
             "second",
             "[lifecycle]\non_finish = \"idle\"\n[reports]\nenabled = false",
         ),
+        "config reloaded",
     );
-    p.signal(libc::SIGHUP);
-    p.wait_log("config reloaded", Duration::from_secs(10));
     let t = Instant::now();
     loop {
         let (_, m) = http_get(p.metrics, "/metrics").await;

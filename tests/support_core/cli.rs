@@ -8,6 +8,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_loadspec");
 
+/// The smallest valid config: one VU for one second against a port nothing listens on. The
+/// config tests break it one field at a time.
+pub const GOOD: &str = r#"
+[target]
+base_url = "http://127.0.0.1:9"
+[[scenarios]]
+name = "s"
+executor = "constant-vus"
+vus = 1
+duration = "1s"
+[[scenarios.requests]]
+name = "r"
+path = "/x"
+"#;
+
 pub fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -119,6 +134,13 @@ impl Proc {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Write `text` to the config file `cfg`, send SIGHUP, and wait for `expect` in the log.
+    pub fn reload(&self, cfg: &Path, text: &str, expect: &str) {
+        std::fs::write(cfg, text).unwrap();
+        self.signal(libc::SIGHUP);
+        self.wait_log(expect, Duration::from_secs(10));
     }
 
     pub fn wait_log(&self, needle: &str, within: Duration) {
