@@ -129,8 +129,9 @@ fn check_fd_budget(settings: &crate::config::Settings) {
         .max(exp.sweep.vus.iter().copied().max().unwrap_or(0))
         .max(exp.search.vus);
     let others = settings.raw.server.max_connections as u64 + FD_RESERVE;
-    // The server's descriptors are kept apart: the VUs together never hold more than the rest.
-    crate::load::http1::set_socket_budget(soft.saturating_sub(others));
+    // The server's descriptors are kept apart: the VUs together never hold more than the rest
+    // (at least half of a very low limit, so a few VUs still run).
+    crate::load::http1::set_socket_budget(soft - others.min(soft / 2));
     let need = vus + others;
     if need > soft {
         tracing::warn!(

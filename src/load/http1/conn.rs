@@ -169,7 +169,12 @@ impl Conns {
     /// Connect, noting the outcome in `last_connect`.
     async fn open(&mut self, authority: &str) -> Result<Conn, FailureReason> {
         let r = Self::connect(authority).await;
-        self.last_connect = Some(r.is_ok());
+        // Only the target's answer counts for its up/down state, not loadspec's own limits.
+        match &r {
+            Ok(_) => self.last_connect = Some(true),
+            Err(FailureReason::Connect) => self.last_connect = Some(false),
+            Err(_) => {}
+        }
         r
     }
 
