@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check a config file and print it with secrets redacted; exit 2 if it is invalid.
     Validate(ValidateArgs),
+    /// One capacity analysis of a (sharded) run from Prometheus: the same report as `run`.
+    Analyze(crate::analyze::AnalyzeArgs),
     /// The embedded default: sweep a demo-target child process and print a recommendation.
     Demo(crate::demo::DemoArgs),
     /// Run the emulated AI image API with known per-request costs.
@@ -37,9 +39,18 @@ pub struct RunArgs {
     /// The TOML config file (LOADSPEC__SECTION__KEY environment variables override it).
     #[arg(long, short, env = "LOADSPEC_CONFIG")]
     pub config: PathBuf,
-    /// Run this replica's share of every stage: I/N with 0 <= I < N.
-    #[arg(long, value_name = "I/N")]
+    /// Run this replica's share of every stage: I/N with 0 <= I < N. Also from
+    /// LOADSPEC_SHARD, or from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs) with
+    /// LOADSPEC_SHARDS=N.
+    #[arg(long, value_name = "I/N", env = "LOADSPEC_SHARD")]
     pub shard: Option<Shard>,
+    /// The common wall-clock start of every shard: unix seconds or RFC 3339 (0: none).
+    /// Overrides experiment.start_at.
+    #[arg(long, value_name = "TIME", env = "LOADSPEC_START_AT")]
+    pub start_at: Option<String>,
+    /// The run's id in loadspec_run_info and the report folder; overrides experiment.run_id.
+    #[arg(long, value_name = "ID", env = "LOADSPEC_RUN_ID")]
+    pub run_id: Option<String>,
     /// Log format; overrides log.format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormatArg>,
@@ -62,6 +73,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(a) => run(a),
         Command::Validate(a) => validate(a),
+        Command::Analyze(a) => crate::analyze::main(a),
         Command::Demo(a) => crate::demo::main(a),
         Command::DemoTarget(a) => crate::demo_target::main(a),
     }
@@ -147,6 +159,47 @@ fn check_fd_budget(settings: &crate::config::Settings) {
     }
 }
 
+/// Shard, common start and run id, from the flags or the environment.
+#[derive(Debug, PartialEq)]
+struct ScaleOut {
+    shard: Shard,
+    start_at: Option<crate::config::start::StartAt>,
+    run_id: Option<String>,
+}
+
+impl ScaleOut {
+    /// `--shard`/LOADSPEC_SHARD first; else JOB_COMPLETION_INDEX with LOADSPEC_SHARDS. Errors
+    /// name the flag or variable.
+    fn resolve(a: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let shard = match (a.shard, env("JOB_COMPLETION_INDEX"), env("LOADSPEC_SHARDS")) {
+            (Some(s), _, _) => s,
+            (None, Some(i), Some(n)) => format!("{}/{}", i.trim(), n.trim())
+                .parse::<Shard>()
+                .map_err(|e| format!("JOB_COMPLETION_INDEX={i:?} with LOADSPEC_SHARDS={n:?}: {e}"))?,
+            (None, None, Some(n)) => {
+                return Err(format!(
+                    "LOADSPEC_SHARDS={n:?} is set but JOB_COMPLETION_INDEX is not (run as a Kubernetes Indexed Job, or pass --shard I/N)"
+                ))
+            }
+            (None, _, None) => Shard::default(),
+        };
+        let start_at = match a.start_at.as_deref() {
+            Some(raw) => crate::config::start::StartAt::parse(raw)
+                .map_err(|e| format!("--start-at (LOADSPEC_START_AT): {e}"))?,
+            None => None,
+        };
+        if let Some(id) = &a.run_id {
+            crate::config::start::check_run_id(id)
+                .map_err(|e| format!("--run-id (LOADSPEC_RUN_ID): {e}"))?;
+        }
+        Ok(Self {
+            shard,
+            start_at,
+            run_id: a.run_id.clone(),
+        })
+    }
+}
+
 fn run(a: RunArgs) -> ExitCode {
     let settings = match crate::config::load(&a.config) {
         Ok(s) => s,
@@ -155,6 +208,24 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let scale = match ScaleOut::resolve(&a, &|k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if scale.shard.count > 1
+        && settings.raw.experiment.mode != crate::experiment::config::Mode::Plan
+    {
+        eprintln!(
+            "error: experiment.mode: {} sets container limits and judges the SLA on the whole load, so it runs in one process; got shard {}/{} (run the plan sharded and `loadspec analyze` it instead)",
+            settings.raw.experiment.mode.as_str(),
+            scale.shard.index,
+            scale.shard.count
+        );
+        return ExitCode::from(2);
+    }
     let format = match a.log_format {
         Some(LogFormatArg::Json) => LogFormat::Json,
         Some(LogFormatArg::Text) => LogFormat::Text,
@@ -164,7 +235,7 @@ fn run(a: RunArgs) -> ExitCode {
     exit_on_panic();
     check_fd_budget(&settings);
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
-    tracing::info!(config = %a.config.display(), shard = ?a.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(config = %a.config.display(), shard = ?scale.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
     tracing::debug!(effective = %effective, "effective config (secrets redacted)");
     let rt = match crate::runtime::build(None, None) {
         Ok(rt) => rt,
@@ -180,7 +251,9 @@ fn run(a: RunArgs) -> ExitCode {
         crate::daemon::run(
             settings,
             crate::daemon::DaemonOptions {
-                shard: a.shard.unwrap_or_default(),
+                shard: scale.shard,
+                start_at: scale.start_at,
+                run_id: scale.run_id,
                 config_path: Some(a.config.clone()),
                 print_summary: true,
                 ..Default::default()
@@ -196,5 +269,55 @@ fn run(a: RunArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(shard: Option<&str>, start_at: Option<&str>) -> RunArgs {
+        RunArgs {
+            config: "x.toml".into(),
+            shard: shard.map(|s| s.parse().unwrap()),
+            start_at: start_at.map(str::to_string),
+            run_id: None,
+            log_format: None,
+        }
+    }
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn shard_comes_from_the_flag_then_the_indexed_job() {
+        let e = env(&[("JOB_COMPLETION_INDEX", "2"), ("LOADSPEC_SHARDS", "3\n")]);
+        let from_job = ScaleOut::resolve(&args(None, None), &e).unwrap();
+        assert_eq!(from_job.shard, Shard { index: 2, count: 3 });
+        let flag = ScaleOut::resolve(&args(Some("0/2"), None), &e).unwrap();
+        assert_eq!(flag.shard, Shard { index: 0, count: 2 });
+        let none = ScaleOut::resolve(&args(None, None), &env(&[])).unwrap();
+        assert_eq!(none.shard, Shard::default());
+    }
+
+    #[test]
+    fn bad_scale_out_input_names_its_source() {
+        let e = env(&[("JOB_COMPLETION_INDEX", "3"), ("LOADSPEC_SHARDS", "3")]);
+        let err = ScaleOut::resolve(&args(None, None), &e).unwrap_err();
+        assert!(err.contains("JOB_COMPLETION_INDEX"), "{err}");
+        let e = env(&[("LOADSPEC_SHARDS", "3")]);
+        let err = ScaleOut::resolve(&args(None, None), &e).unwrap_err();
+        assert!(err.contains("JOB_COMPLETION_INDEX is not"), "{err}");
+        let err = ScaleOut::resolve(&args(None, Some("soon")), &env(&[])).unwrap_err();
+        assert!(err.starts_with("--start-at"), "{err}");
+        // The manifests' placeholder means "no common start".
+        let ok = ScaleOut::resolve(&args(None, Some("0\n")), &env(&[])).unwrap();
+        assert_eq!(ok.start_at, None);
     }
 }

@@ -15,7 +15,7 @@ use crate::analysis::{analyze, CapacityAnalysis, StageSummary};
 use crate::config::raw::OnFinish;
 use crate::config::Settings;
 use crate::containers::SnapshotRx;
-use crate::experiment::{run_experiment, summary, Outcome, Runtime};
+use crate::experiment::{console, run_experiment, Outcome, Runtime};
 use crate::load::executor::Stop;
 use crate::load::plan::Shard;
 use crate::metrics::LoadMetrics;
@@ -33,6 +33,10 @@ pub struct DaemonOptions {
     pub listener: Option<TcpListener>,
     /// Print the end-of-run summary to stdout.
     pub print_summary: bool,
+    /// `--start-at`: overrides `experiment.start_at`.
+    pub start_at: Option<crate::config::start::StartAt>,
+    /// `--run-id`: overrides `experiment.run_id`.
+    pub run_id: Option<String>,
 }
 
 /// What the daemon reports back when it stops (for the demo and tests).
@@ -113,6 +117,7 @@ pub async fn run(
             )),
         ],
         last_metrics_len: 0.into(),
+        scrapes: 0.into(),
         ready: false.into(),
         running: false.into(),
         runs: 0.into(),
@@ -148,7 +153,23 @@ pub async fn run(
         runs += 1;
         live.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let mode = settings.raw.experiment.mode;
-        let mut run = RunInfo::new(format!("{}-{}", mode.as_str(), runs));
+        // Only the first plan run is tied to the common start; repeats and reloads start now.
+        let start_at = (runs == 1 && mode == crate::experiment::config::Mode::Plan)
+            .then(|| opts.start_at.or(settings.raw.experiment.start_at))
+            .flatten();
+        let run_id = crate::config::start::run_id(
+            opts.run_id
+                .as_deref()
+                .or(settings.raw.experiment.run_id.as_deref()),
+            start_at,
+            mode.as_str(),
+            runs,
+        );
+        metrics.set_run(&run_id, opts.shard);
+        let mut run = RunInfo::new(run_id);
+        if opts.shard.count > 1 {
+            run.shard = Some(format!("{}/{}", opts.shard.index, opts.shard.count));
+        }
         run.mode = Some(mode.as_str().to_string());
         run.started = Some(std::time::SystemTime::now());
         if let Some(u) = &settings.raw.target.base_url {
@@ -178,6 +199,7 @@ pub async fn run(
             containers: containers.clone(),
             shard: opts.shard,
             live: live.clone(),
+            origin: start_at,
         };
         let stop = Stop::default();
         state.running.store(true, Ordering::Relaxed);
@@ -213,11 +235,20 @@ pub async fn run(
                 .push("the experiment was interrupted before its plan ended".into());
         }
         let analysis = analysis_for(&settings, &outcome.stages, &outcome.scenario);
-        model_metrics.update(&analysis);
+        if opts.shard.count > 1 {
+            // One shard's load against the whole stack's containers: its fits are not the run's,
+            // so it neither exports model gauges nor lets its report pass for the answer.
+            run.notes.push(format!(
+                "this process ran shard {} of {}: its stages hold this shard's load only, so its models are not the run's; `loadspec analyze --prometheus URL --run-id {}` gives the whole picture",
+                opts.shard.index, opts.shard.count, run.run_id
+            ));
+        } else {
+            model_metrics.update(&analysis);
+        }
         if opts.print_summary {
             println!(
                 "{}",
-                summary::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
+                console::render(&outcome.totals, outcome.elapsed, &outcome.stages, &analysis)
             );
             for n in &run.notes {
                 println!("  * {n}");
@@ -271,7 +302,10 @@ pub async fn run(
             continue 'runs;
         }
         match settings.raw.lifecycle.on_finish {
-            OnFinish::Exit => break 'runs,
+            OnFinish::Exit => {
+                exit_grace(&state, settings.raw.lifecycle.exit_grace, &mut signals).await;
+                break 'runs;
+            }
             OnFinish::Repeat => continue 'runs,
             OnFinish::Idle => {
                 tracing::info!(%addr, "plan finished; idling (SIGHUP reloads and runs again, SIGTERM exits)");
@@ -292,6 +326,36 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(finished)
+}
+
+/// Before an `on_finish = "exit"`: serve `/metrics` until one more scrape has taken the final
+/// values, at most `grace` (a signal ends the wait). The scrape is counted when its body is
+/// built, so a short pause lets the response reach the scraper.
+async fn exit_grace(
+    state: &AppState,
+    grace: std::time::Duration,
+    signals: &mut UnboundedReceiver<SignalEvent>,
+) {
+    if grace.is_zero() {
+        return;
+    }
+    let seen = state.scrapes.load(Ordering::Relaxed);
+    tracing::info!(
+        ?grace,
+        "plan finished; waiting for a last scrape of /metrics before exiting"
+    );
+    let scraped = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+        while state.scrapes.load(Ordering::Relaxed) == seen {
+            tick.tick().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    tokio::select! {
+        _ = scraped => tracing::info!("final values scraped"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "no scrape within lifecycle.exit_grace; exiting"),
+        _ = signals.recv() => {}
+    }
 }
 
 /// Start a drain: no new iterations now, in-flight ones cut after `deadline`.

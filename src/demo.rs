@@ -150,10 +150,9 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let _ = std::fs::remove_dir_all(&dir);
-    // Ask demo-target to stop gracefully; kill_on_drop covers the rest.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
+    // The sweep is over and no request is in flight, so there is nothing to drain: stop the
+    // demo-target (SIGKILL through tokio, no unsafe) and reap it.
+    let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
     if let Some((_, analysis)) = &finished.last {
         println!("{}", ground_truth(&a, analysis));

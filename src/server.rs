@@ -43,6 +43,8 @@ pub struct AppState {
     pub exposers: Vec<Arc<dyn Expose>>,
     /// Size of the last `/metrics` body, to allocate the next one at once.
     pub last_metrics_len: std::sync::atomic::AtomicUsize,
+    /// `/metrics` bodies built since start: `lifecycle.exit_grace` waits for one more.
+    pub scrapes: std::sync::atomic::AtomicU64,
     pub ready: AtomicBool,
     /// True while an experiment runs; false while idle.
     pub running: AtomicBool,
@@ -93,6 +95,7 @@ impl AppState {
         let mut buf = Vec::with_capacity(want + want / 8 + 4096);
         crate::metrics::text::encode(&self.exposers, &self.registry, &mut buf)?;
         self.last_metrics_len.store(buf.len(), Ordering::Relaxed);
+        self.scrapes.fetch_add(1, Ordering::Relaxed);
         Ok(buf)
     }
 

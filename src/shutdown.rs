@@ -3,6 +3,10 @@
 //! SIGHUP asks for a config reload. Signals arrive as [`SignalEvent`]s on a channel so the
 //! daemon decides what they mean; nothing here exits the process except the second signal
 //! and the drain watchdog, and both put back container limits a sweep or search changed.
+//! Servers that only drain (the demo target) take [`drain_signal`], a future they are handed
+//! as their shutdown, as mini-redis's `server::run(listener, shutdown)` is.
+
+use std::future::Future;
 
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -27,13 +31,35 @@ fn exit_restoring(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// Start listening for signals. Must be called inside a tokio runtime. With `hard_stop`, the
-/// first SIGTERM also starts a watchdog: if the daemon has not stopped after that long (the
-/// drain timeout plus one second), the process exits with status 1 anyway.
+/// Start listening for SIGTERM, SIGINT and SIGHUP. Must be called inside a tokio runtime.
+/// With `hard_stop`, the first SIGTERM also starts a watchdog: if the daemon has not stopped
+/// after that long (the drain timeout plus one second), the process exits with status 1 anyway.
 pub fn listen(
     hard_stop: Option<std::time::Duration>,
 ) -> std::io::Result<mpsc::UnboundedReceiver<SignalEvent>> {
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    listen_to(&[SIGTERM, SIGINT, SIGHUP], hard_stop)
+}
+
+/// A future that resolves at the first SIGTERM or SIGINT (a second one exits with 130).
+/// SIGHUP keeps its default action. Must be called inside a tokio runtime.
+pub fn drain_signal() -> std::io::Result<impl Future<Output = ()>> {
+    let mut rx = listen_to(&[SIGTERM, SIGINT], None)?;
+    Ok(async move {
+        while let Some(ev) = rx.recv().await {
+            if ev == SignalEvent::Drain {
+                return;
+            }
+        }
+        // The listener is gone (the runtime is shutting down): never ask for a drain.
+        std::future::pending::<()>().await
+    })
+}
+
+fn listen_to(
+    which: &[i32],
+    hard_stop: Option<std::time::Duration>,
+) -> std::io::Result<mpsc::UnboundedReceiver<SignalEvent>> {
+    let mut signals = Signals::new(which)?;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut draining = false;

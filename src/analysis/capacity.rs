@@ -13,7 +13,7 @@ use super::recommend::{
     cost_table, situations, Autoscaling, CostRow, RecommendationRow, Situation, Sizer,
 };
 use super::summary::StageSummary;
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 
 /// R² below this gets a warning: the line explains too little of the variation to extrapolate.
 const LOW_R2: f64 = 0.8;

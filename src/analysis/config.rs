@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Errors, SlaConfig};
+use crate::config_error::Errors;
+use crate::sla::SlaConfig;
 
 /// Settings of the capacity analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

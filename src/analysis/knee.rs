@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::AnalysisConfig;
 use super::points::{merge_equal_vus, StagePoint};
-use crate::config::SlaConfig;
+use crate::sla::SlaConfig;
 
 /// Rise above the lowest latency so far that a latency bend needs, so noise on a flat latency
 /// curve does not count as a bend.

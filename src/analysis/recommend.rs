@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::AnalysisConfig;
 use super::model::ResourceModels;
-use crate::config::PricesConfig;
+use crate::sla::PricesConfig;
 use crate::units::trim_float;
 
 /// A container spec: `--cpus` and `--memory`.

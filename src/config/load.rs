@@ -9,16 +9,17 @@ use super::ConfigError;
 
 /// Read, layer and deserialize the file; no validation beyond types and unknown keys.
 pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let read_err = |reason: String| ConfigError::Read {
+    let read_err = |source: std::io::Error| ConfigError::Read {
         path: path.display().to_string(),
-        reason,
+        source,
     };
     let bytes = super::files::read_regular(path, super::files::CONFIG_LIMIT).map_err(read_err)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let (line, col) = super::files::line_col(e.as_bytes(), at);
-        read_err(format!(
-            "not UTF-8: invalid byte at offset {at} (line {line}, column {col})"
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8: invalid byte at offset {at} (line {line}, column {col})"),
         ))
     })?;
     parse_raw(&text, &path.display().to_string())

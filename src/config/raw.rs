@@ -24,7 +24,7 @@ pub struct RawConfig {
     pub reports: ReportsConfig,
     pub containers: crate::containers::ContainersConfig,
     pub analysis: crate::analysis::AnalysisConfig,
-    pub experiment: crate::experiment::config::ExperimentConfig,
+    pub experiment: super::experiment::ExperimentConfig,
     pub limits: LimitsConfig,
     pub scenarios: Vec<ScenarioConfig>,
 }
@@ -96,6 +96,8 @@ impl Default for ServerConfig {
     }
 }
 
+pub use crate::load::body::{BodyConfig, FilePart, TextPart};
+pub use crate::load::plan::{DataMode, ExecutorKind};
 pub use crate::logging::LogFormat;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -159,6 +161,11 @@ pub struct LifecycleConfig {
     /// How long SIGTERM waits for in-flight requests before giving up on them.
     #[serde(with = "crate::config::duration")]
     pub drain_timeout: Duration,
+    /// With `on_finish = "exit"`: keep serving `/metrics` after the plan until one more scrape
+    /// has taken the final values, for at most this long (0s: exit at once). A Kubernetes Job's
+    /// pods then complete without losing their last samples.
+    #[serde(with = "crate::config::duration")]
+    pub exit_grace: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -166,6 +173,7 @@ impl Default for LifecycleConfig {
         Self {
             on_finish: OnFinish::Idle,
             drain_timeout: Duration::from_secs(30),
+            exit_grace: Duration::ZERO,
         }
     }
 }
@@ -202,28 +210,6 @@ impl Default for ReportsConfig {
         Self {
             dir: PathBuf::from("reports"),
             enabled: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExecutorKind {
-    ConstantVus,
-    RampingVus,
-    ConstantArrivalRate,
-    RampingArrivalRate,
-    PerVuIterations,
-}
-
-impl ExecutorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConstantVus => "constant-vus",
-            Self::RampingVus => "ramping-vus",
-            Self::ConstantArrivalRate => "constant-arrival-rate",
-            Self::RampingArrivalRate => "ramping-arrival-rate",
-            Self::PerVuIterations => "per-vu-iterations",
         }
     }
 }
@@ -308,43 +294,6 @@ fn default_method() -> String {
     "GET".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum BodyConfig {
-    Json {
-        json: serde_json::Value,
-    },
-    Form {
-        fields: BTreeMap<String, String>,
-    },
-    Text {
-        text: String,
-        content_type: Option<String>,
-    },
-    Multipart {
-        #[serde(default)]
-        fields: Vec<TextPart>,
-        #[serde(default)]
-        files: Vec<FilePart>,
-    },
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextPart {
-    pub name: String,
-    pub value: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePart {
-    pub name: String,
-    pub path: PathBuf,
-    pub filename: Option<String>,
-    pub content_type: Option<String>,
-}
-
 /// Take a value from a response into a per-VU variable: exactly one of `json` (a JSON
 /// pointer), `header`, or `regex` (first capture group, else the whole match).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -354,16 +303,6 @@ pub struct CaptureConfig {
     pub json: Option<String>,
     pub header: Option<String>,
     pub regex: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DataMode {
-    /// Row `vu % rows` for every iteration of a VU.
-    #[default]
-    PerVu,
-    /// The next row for every iteration, shared across VUs.
-    RoundRobin,
 }
 
 /// Rows of values (prompts, credentials) read once at start; columns become `${column}`.

@@ -114,6 +114,9 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
     if raw.lifecycle.drain_timeout.is_zero() {
         errs.add("lifecycle.drain_timeout", "must be greater than 0s");
     }
+    if raw.lifecycle.exit_grace > Duration::from_secs(600) {
+        errs.add("lifecycle.exit_grace", "must be at most 10m");
+    }
     if raw.log.progress_interval < Duration::from_millis(100) {
         errs.add(
             "log.progress_interval",
@@ -1033,16 +1036,19 @@ fn load_data(
     } else {
         base_dir.join(&d.file)
     };
-    let text = match super::files::read_regular(&file, super::files::DATA_LIMIT).and_then(|b| {
-        String::from_utf8(b).map_err(|e| {
-            let (line, col) = super::files::line_col(e.as_bytes(), e.utf8_error().valid_up_to());
-            format!(
-                "{} is not UTF-8: invalid byte at offset {} (line {line}, column {col})",
-                file.display(),
-                e.utf8_error().valid_up_to()
-            )
-        })
-    }) {
+    let text = match super::files::read_regular(&file, super::files::DATA_LIMIT)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|e| {
+                let (line, col) =
+                    super::files::line_col(e.as_bytes(), e.utf8_error().valid_up_to());
+                format!(
+                    "{} is not UTF-8: invalid byte at offset {} (line {line}, column {col})",
+                    file.display(),
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        }) {
         Ok(t) => t,
         Err(e) => {
             errs.add(format!("{path}.file"), e);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Errors;
+use crate::config_error::Errors;
 
 /// Where container measurements come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -163,11 +163,20 @@ pub enum DockerEndpoint {
     Http(String),
 }
 
+/// Why a `docker_host` value is not one loadspec can connect to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DockerHostError {
+    #[error("unix socket path is empty in {0:?}")]
+    EmptySocketPath(String),
+    #[error("must be unix:///path, tcp://host:port or http://host:port, got {0:?}")]
+    Scheme(String),
+}
+
 /// Parse `unix:///var/run/docker.sock`, `tcp://host:2375` or `http://host:2375`.
-pub fn parse_docker_host(host: &str) -> Result<DockerEndpoint, String> {
+pub fn parse_docker_host(host: &str) -> Result<DockerEndpoint, DockerHostError> {
     if let Some(path) = host.strip_prefix("unix://") {
         if path.is_empty() {
-            return Err(format!("unix socket path is empty in {host:?}"));
+            return Err(DockerHostError::EmptySocketPath(host.to_string()));
         }
         Ok(DockerEndpoint::Unix(path.to_string()))
     } else if host.starts_with("tcp://") || host.starts_with("http://") {
@@ -175,9 +184,7 @@ pub fn parse_docker_host(host: &str) -> Result<DockerEndpoint, String> {
     } else if host.starts_with('/') {
         Ok(DockerEndpoint::Unix(host.to_string()))
     } else {
-        Err(format!(
-            "must be unix:///path, tcp://host:port or http://host:port, got {host:?}"
-        ))
+        Err(DockerHostError::Scheme(host.to_string()))
     }
 }
 
@@ -191,7 +198,7 @@ mod tests {
         cfg.validate("containers", &mut errs);
         match errs.finish(()) {
             Ok(()) => Vec::new(),
-            Err(crate::config::ConfigError::Invalid(v)) => {
+            Err(crate::config_error::ConfigError::Invalid(v)) => {
                 v.into_iter().map(|e| e.to_string()).collect()
             }
             Err(e) => vec![e.to_string()],

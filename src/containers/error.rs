@@ -7,7 +7,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     #[error("invalid Docker host {host:?}: {reason}")]
-    Host { host: String, reason: String },
+    Host {
+        host: String,
+        reason: super::config::DockerHostError,
+    },
     #[error("cannot reach the Docker engine at {host}: {reason}")]
     Connect { host: String, reason: String },
     #[error("Docker API {call} failed: {source}")]

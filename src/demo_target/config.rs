@@ -89,26 +89,39 @@ pub struct DemoTargetArgs {
     pub shutdown_timeout: Duration,
 }
 
+/// Why a millisecond or ratio flag is out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("`{0}` is not a number of milliseconds")]
+    NotMs(String),
+    #[error("must be between 0 and {MAX_MS} ms, got {0}")]
+    MsRange(String),
+    #[error("`{0}` is not a number")]
+    NotRatio(String),
+    #[error("must be between 0 and 1, got {0}")]
+    RatioRange(String),
+}
+
 /// Milliseconds: a finite number from 0 to 600000.
-fn parse_ms(s: &str) -> Result<f64, String> {
+fn parse_ms(s: &str) -> Result<f64, ArgError> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of milliseconds"))?;
+        .map_err(|_| ArgError::NotMs(s.to_string()))?;
     if !v.is_finite() || !(0.0..=MAX_MS).contains(&v) {
-        return Err(format!("must be between 0 and {MAX_MS} ms, got {s}"));
+        return Err(ArgError::MsRange(s.to_string()));
     }
     Ok(v)
 }
 
 /// A ratio from 0 to 1.
-fn parse_ratio(s: &str) -> Result<f64, String> {
+fn parse_ratio(s: &str) -> Result<f64, ArgError> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a number"))?;
+        .map_err(|_| ArgError::NotRatio(s.to_string()))?;
     if !v.is_finite() || !(0.0..=1.0).contains(&v) {
-        return Err(format!("must be between 0 and 1, got {s}"));
+        return Err(ArgError::RatioRange(s.to_string()));
     }
     Ok(v)
 }

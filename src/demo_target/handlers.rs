@@ -103,7 +103,7 @@ pub async fn handle(
     let began = Instant::now();
     let route = Route::of(req.method(), req.uri().path());
     let (resp, _held) = match query_ms(req.uri().query(), "delay_ms") {
-        Err(msg) => (error(StatusCode::BAD_REQUEST, msg), None),
+        Err(e) => (error(StatusCode::BAD_REQUEST, e.to_string()), None),
         Ok(extra) => {
             let reply = dispatch(&state, route, req).await;
             if let Some(ms) = extra.filter(|&ms| ms > 0) {
@@ -363,7 +363,7 @@ fn control(state: &DemoState, req: &Request<Incoming>) -> Response<Body> {
                 json_reply(StatusCode::OK, &json!({ "stall_ms": ms }))
             }
             Ok(None) => error(StatusCode::BAD_REQUEST, "query parameter `ms` is required"),
-            Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         },
         (m, p) => error(
             StatusCode::NOT_FOUND,
@@ -372,8 +372,16 @@ fn control(state: &DemoState, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// A millisecond query parameter that is not a whole number in range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query parameter `{name}` must be 0..={MAX_DELAY_MS} ms, got `{value}`")]
+struct QueryMsError {
+    name: String,
+    value: String,
+}
+
 /// A millisecond query parameter, 0..=600000.
-fn query_ms(query: Option<&str>, name: &str) -> Result<Option<u64>, String> {
+fn query_ms(query: Option<&str>, name: &str) -> Result<Option<u64>, QueryMsError> {
     let Some(q) = query else { return Ok(None) };
     let Some((_, v)) = url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name) else {
         return Ok(None);
@@ -382,7 +390,10 @@ fn query_ms(query: Option<&str>, name: &str) -> Result<Option<u64>, String> {
         .ok()
         .filter(|&ms| ms <= MAX_DELAY_MS)
         .map(Some)
-        .ok_or_else(|| format!("query parameter `{name}` must be 0..={MAX_DELAY_MS} ms, got `{v}`"))
+        .ok_or_else(|| QueryMsError {
+            name: name.to_string(),
+            value: v.into_owned(),
+        })
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
@@ -485,6 +496,7 @@ mod tests {
         );
         assert!(query_ms(Some("delay_ms=-1"), "delay_ms")
             .unwrap_err()
+            .to_string()
             .contains("delay_ms"));
         assert!(query_ms(Some("delay_ms=999999999"), "delay_ms").is_err());
     }

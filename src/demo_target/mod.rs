@@ -11,7 +11,8 @@
 //! - [`handlers`]: routing and every endpoint.
 //! - [`server`]: the accept loop, graceful shutdown, [`spawn`] and [`DemoHandle`].
 //!
-//! This file holds only the command's entry point: runtime, signals and the `listening on` line.
+//! This file holds only the command's entry point: runtime, logging, the shutdown signal it
+//! hands to [`server::run`], and the `listening on` line.
 
 pub mod config;
 pub mod cost;
@@ -24,22 +25,18 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_tokio::Signals;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::units::ByteSize;
 pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
-pub use server::{serve, serve_state, spawn, DemoHandle};
+pub use server::{serve, serve_state, spawn, DemoHandle, RunError};
 pub use state::{DemoState, DemoStats, MultipartSeen};
 
 /// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
 /// cannot start or requests outlive `--shutdown-timeout`, 130 on a second signal; clap exits
 /// with 2 on invalid flags before this runs.
 pub fn main(args: DemoTargetArgs) -> ExitCode {
-    init_logging();
+    crate::logging::init(crate::logging::LogFormat::Text);
     let cfg = DemoTargetConfig::from_args(&args);
     let rt = match crate::runtime::build(
         args.workers.map(usize::from),
@@ -82,7 +79,7 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let shutdown = match crate::shutdown::drain_signal() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot install signal handlers: {e}");
@@ -107,52 +104,18 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
     let _ = out.flush();
     drop(out);
 
-    let cancel = CancellationToken::new();
-    let mut server = tokio::spawn(serve_state(listener, state, cancel.clone()));
-    tokio::select! {
-        sig = signals.next() => {
-            tracing::info!(signal = sig.unwrap_or(0), "draining in-flight requests");
-        }
-        r = &mut server => return finished(r),
-    }
-    cancel.cancel();
-    tokio::select! {
-        r = &mut server => finished(r),
-        _ = signals.next() => {
-            tracing::warn!("second signal: exiting without draining");
-            ExitCode::from(130)
-        }
-        _ = tokio::time::sleep(args.shutdown_timeout) => {
-            tracing::warn!(timeout = ?args.shutdown_timeout, "requests still in flight at the shutdown timeout");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn finished(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> ExitCode {
-    match r {
-        Ok(Ok(())) => {
+    match server::run(listener, state, shutdown, args.shutdown_timeout).await {
+        Ok(()) => {
             tracing::info!("demo-target stopped");
             ExitCode::SUCCESS
         }
-        Ok(Err(e)) => {
-            eprintln!("error: demo-target failed: {e}");
+        Err(e @ server::RunError::DrainTimeout(_)) => {
+            tracing::warn!("{e}");
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("error: demo-target task failed: {e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr (stdout carries only the `listening on` line), filtered by `RUST_LOG`,
-/// default `info`. Does nothing if a subscriber is already installed.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -1,7 +1,9 @@
 //! Serving: the accept loop over HTTP/1.1 keep-alive connections, graceful shutdown on a
-//! cancellation token (stop accepting, let in-flight requests finish), and [`spawn`] with its
-//! [`DemoHandle`] for running a demo target inside a test or another command.
+//! cancellation token (stop accepting, let in-flight requests finish), [`run`] that serves
+//! until an injected shutdown future resolves, and [`spawn`] with its [`DemoHandle`] for
+//! running a demo target inside a test or another command.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +72,43 @@ pub async fn serve_state(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Why [`run`] ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("demo-target failed: {0}")]
+    Serve(io::Error),
+    #[error("demo-target task failed: {0}")]
+    Task(tokio::task::JoinError),
+    #[error("requests still in flight at the shutdown timeout ({0:?})")]
+    DrainTimeout(Duration),
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves (the command passes
+/// [`crate::shutdown::drain_signal`], a test any future), then stops accepting and waits up to
+/// `drain_timeout` for in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<DemoState>,
+    shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
+) -> Result<(), RunError> {
+    let cancel = CancellationToken::new();
+    let mut server = tokio::spawn(serve_state(listener, state, cancel.clone()));
+    let finished = |r: Result<io::Result<()>, tokio::task::JoinError>| match r {
+        Ok(r) => r.map_err(RunError::Serve),
+        Err(e) => Err(RunError::Task(e)),
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!("draining in-flight requests"),
+        r = &mut server => return finished(r),
+    }
+    cancel.cancel();
+    match tokio::time::timeout(drain_timeout, server).await {
+        Ok(r) => finished(r),
+        Err(_) => Err(RunError::DrainTimeout(drain_timeout)),
+    }
 }
 
 /// Starts a demo target on `127.0.0.1:0` in the current runtime; returns its address and a

@@ -1,17 +1,19 @@
 //! Experiment orchestration: running a plan with its stage observers and progress line; the
 //! sweep (bottom-up) and search (top-down) experiments build on it.
-pub mod config;
-pub mod limits;
+pub mod apply_spec;
+pub mod console;
 pub mod observer;
 pub mod plan;
 pub mod progress;
 pub mod search;
-pub mod summary;
 pub mod sweep;
 
 use std::time::Duration;
 
 pub use plan::{run_plan, PlanResult, Runtime, ScenarioTotals};
+
+/// The `[experiment]` section is owned by [`crate::config`], which composes every section.
+pub use crate::config::experiment as config;
 
 use crate::analysis::StageSummary;
 use crate::config::Settings;

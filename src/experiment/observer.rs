@@ -138,6 +138,11 @@ pub async fn observe(
             _ = done.cancelled() => break,
             _ = stop.drain.cancelled() => break,
         }
+        if Instant::now() >= stage_end {
+            // A shard that joined late (`--start-at` in the past) skips the stages already over
+            // instead of reporting empty windows for them.
+            continue;
+        }
         if let Some(p) = prev_stage.take() {
             let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
         }
@@ -245,4 +250,10 @@ pub async fn observe(
             break;
         }
     }
+    // No stage runs any more: the stage series go, so a query over Prometheus (`loadspec
+    // analyze`) sees where the last stage ended instead of an idle tail.
+    if let Some(p) = prev_stage {
+        let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
+    }
+    let _ = metrics.stage_index.remove_label_values(&[&name]);
 }

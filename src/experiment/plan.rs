@@ -25,6 +25,8 @@ pub struct Runtime {
     pub shard: Shard,
     /// Summaries published as stages end, for /report and the API.
     pub live: Arc<Mutex<Vec<StageSummary>>>,
+    /// The common wall-clock start of a sharded run (plan mode, first run only).
+    pub origin: Option<crate::config::start::StartAt>,
 }
 
 /// Whole-run figures of one scenario, for the end-of-run summary.
@@ -59,8 +61,17 @@ pub async fn run_plan(
     settle: Duration,
     stop: Stop,
 ) -> PlanResult {
-    let started = SystemTime::now();
-    let start = Instant::now();
+    let Some((started, start)) = origin(rt.origin, &stop).await else {
+        // Drained while waiting for the common start: nothing ran.
+        return PlanResult {
+            started: SystemTime::now(),
+            ended: SystemTime::now(),
+            elapsed: Duration::ZERO,
+            stages: Vec::new(),
+            totals: Vec::new(),
+            interrupted: true,
+        };
+    };
     let tracker = TaskTracker::new();
     let results: Arc<Mutex<Vec<StageSummary>>> = Arc::default();
     let ctxs: Vec<_> = settings
@@ -133,6 +144,37 @@ pub async fn run_plan(
             .map(|(now, base)| now.since(&base))
             .collect(),
         interrupted: stop.drain.is_cancelled(),
+    }
+}
+
+/// The plan's time origin: now, or the common start. A start ahead is waited for (a drain ends
+/// the wait: `None`); a start behind puts the origin in the past, so every executor finds
+/// itself part-way into its schedule and joins in phase instead of shifting the plan.
+async fn origin(
+    at: Option<crate::config::start::StartAt>,
+    stop: &Stop,
+) -> Option<(SystemTime, Instant)> {
+    use crate::config::start::Offset;
+    let Some(at) = at else {
+        return Some((SystemTime::now(), Instant::now()));
+    };
+    let now = Instant::now();
+    match at.offset_from(SystemTime::now()) {
+        Offset::Ahead(d) => {
+            let d = d.min(crate::config::start::MAX_AHEAD);
+            tracing::info!(start_at = %String::from(at), wait = ?d, "waiting for the common start");
+            tokio::select! {
+                _ = tokio::time::sleep_until(now + d) => Some((at.0, now + d)),
+                _ = stop.drain.cancelled() => None,
+            }
+        }
+        Offset::Behind(d) => {
+            if d > Duration::from_millis(50) {
+                tracing::warn!(start_at = %String::from(at), late = ?d, "started after the common start; joining the plan in phase");
+            }
+            // An Instant cannot go before the process's clock origin on every platform.
+            Some((at.0, now.checked_sub(d).unwrap_or(now)))
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
     cands.dedup();
     let group = cfg.group.as_deref();
     let applied =
-        match super::limits::apply_spec(settings, rt, group, cands.last().copied(), cfg.memory)
+        match super::apply_spec::apply_spec(settings, rt, group, cands.last().copied(), cfg.memory)
             .await
         {
             Ok(Some(a)) => a,
@@ -45,7 +45,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
     while lo < hi && !stop.drain.is_cancelled() {
         let mid = (lo + hi) / 2;
         let cpus = cands[mid];
-        if let Err(e) = super::limits::set_all(&applied, Some(cpus), cfg.memory).await {
+        if let Err(e) = super::apply_spec::set_all(&applied, Some(cpus), cfg.memory).await {
             out.notes.push(format!("trial at {cpus} cpus not run: {e}"));
             break;
         }
@@ -112,6 +112,6 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
             cfg.vus
         )),
     }
-    out.restored = super::limits::restore(&applied).await;
+    out.restored = super::apply_spec::restore(&applied).await;
     out
 }

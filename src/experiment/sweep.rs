@@ -97,7 +97,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
     let base = pick_scenario(settings, cfg.scenario.as_deref()).clone();
     let settle = settings.raw.analysis.settle;
     let mut out = Outcome::new(base.name.clone());
-    let limits = match super::limits::apply_spec(
+    let limits = match super::apply_spec::apply_spec(
         settings,
         rt,
         cfg.group.as_deref(),
@@ -163,7 +163,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
     }
     out.interrupted = stop.drain.is_cancelled();
     if let Some(l) = limits {
-        out.restored = super::limits::restore(&l).await;
+        out.restored = super::apply_spec::restore(&l).await;
     }
     out
 }

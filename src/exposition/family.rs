@@ -244,6 +244,14 @@ impl<M: Metric> Family<M> {
         w.remove(&key).is_some()
     }
 
+    /// Stop exposing every member (for info series where only the latest may be 1).
+    pub fn clear(&self) {
+        self.children
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<String>, Child<M>>> {
         self.children.read().unwrap_or_else(|e| e.into_inner())
     }

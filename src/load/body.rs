@@ -3,13 +3,52 @@
 //! image). A body with `${var}`s keeps its constant pieces, the file parts included, as shared
 //! `Bytes` and renders only the variable text per request.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::HeaderValue;
+use serde::{Deserialize, Serialize};
 
 use super::template::{Escape, Template};
-use crate::config::raw::BodyConfig;
+
+/// A request's `body` table as written in the config (`type = "json"`, …).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BodyConfig {
+    Json {
+        json: serde_json::Value,
+    },
+    Form {
+        fields: BTreeMap<String, String>,
+    },
+    Text {
+        text: String,
+        content_type: Option<String>,
+    },
+    Multipart {
+        #[serde(default)]
+        fields: Vec<TextPart>,
+        #[serde(default)]
+        files: Vec<FilePart>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPart {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePart {
+    pub name: String,
+    pub path: PathBuf,
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 pub enum Chunk {
@@ -114,7 +153,7 @@ pub fn build(
     path: &str,
     base_dir: &Path,
     parse: &mut FieldParser<'_>,
-    errs: &mut crate::config::Errors,
+    errs: &mut crate::config_error::Errors,
 ) -> Option<BodySpec> {
     match cfg {
         BodyConfig::Json { json } => {

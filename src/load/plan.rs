@@ -5,10 +5,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
+use serde::{Deserialize, Serialize};
 
 use super::body::BodySpec;
 use super::template::Template;
-use crate::config::raw::{DataMode, ExecutorKind};
+
+/// The `executor` of a scenario, named as k6 names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    ConstantVus,
+    RampingVus,
+    ConstantArrivalRate,
+    RampingArrivalRate,
+    PerVuIterations,
+}
+
+impl ExecutorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConstantVus => "constant-vus",
+            Self::RampingVus => "ramping-vus",
+            Self::ConstantArrivalRate => "constant-arrival-rate",
+            Self::RampingArrivalRate => "ramping-arrival-rate",
+            Self::PerVuIterations => "per-vu-iterations",
+        }
+    }
+}
+
+/// Which data-file row an iteration uses (`data_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataMode {
+    /// Row `vu % rows` for every iteration of a VU.
+    #[default]
+    PerVu,
+    /// The next row for every iteration, shared across VUs.
+    RoundRobin,
+}
 
 /// `t0 + offset`, saturating far in the future instead of panicking. Config durations are
 /// bounded (`config::duration::MAX`), so this only guards sums of many long stages.
@@ -272,22 +306,35 @@ impl Default for Shard {
     }
 }
 
+/// Why a `--shard` value is not `I/N` with `0 <= I < N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("expected I/N such as 0/3, got {0:?}")]
+    Form(String),
+    #[error("shard index must be a whole number, got {0:?}")]
+    Index(String),
+    #[error("shard count must be a whole number, got {0:?}")]
+    Count(String),
+    #[error("need 0 <= I < N, got {index}/{count}")]
+    Range { index: u64, count: u64 },
+}
+
 impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ShardError;
+    fn from_str(s: &str) -> Result<Self, ShardError> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| format!("expected I/N such as 0/3, got {s:?}"))?;
+            .ok_or_else(|| ShardError::Form(s.to_string()))?;
         let index: u64 = i
             .trim()
             .parse()
-            .map_err(|_| format!("shard index must be a whole number, got {i:?}"))?;
+            .map_err(|_| ShardError::Index(i.to_string()))?;
         let count: u64 = n
             .trim()
             .parse()
-            .map_err(|_| format!("shard count must be a whole number, got {n:?}"))?;
+            .map_err(|_| ShardError::Count(n.to_string()))?;
         if count == 0 || index >= count {
-            return Err(format!("need 0 <= I < N, got {index}/{count}"));
+            return Err(ShardError::Range { index, count });
         }
         Ok(Self { index, count })
     }

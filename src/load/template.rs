@@ -37,6 +37,18 @@ pub struct Template {
     escape: Escape,
 }
 
+/// Why a `${…}` template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `${{` in {0:?}")]
+    Unclosed(String),
+    #[error("empty variable name `${{}}` in {0:?}")]
+    EmptyName(String),
+    /// The resolver's reason, e.g. which variables exist.
+    #[error("{0}")]
+    Unknown(String),
+}
+
 impl Template {
     /// A template with no variables.
     pub fn literal(s: impl Into<String>) -> Self {
@@ -46,12 +58,13 @@ impl Template {
         }
     }
 
-    /// Parse `s`, asking `resolve` what each `${name}` means. `$${` is a literal `${`.
+    /// Parse `s`, asking `resolve` what each `${name}` means (its error is the reason the
+    /// name is unknown). `$${` is a literal `${`.
     pub fn parse(
         s: &str,
         escape: Escape,
         mut resolve: impl FnMut(&str) -> Result<Resolved, String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut rest = s;
@@ -66,12 +79,12 @@ impl Template {
             let after = &rest[pos + 2..];
             let end = after
                 .find('}')
-                .ok_or_else(|| format!("unclosed `${{` in {s:?}"))?;
+                .ok_or_else(|| TemplateError::Unclosed(s.to_string()))?;
             let name = after[..end].trim();
             if name.is_empty() {
-                return Err(format!("empty variable name `${{}}` in {s:?}"));
+                return Err(TemplateError::EmptyName(s.to_string()));
             }
-            match resolve(name)? {
+            match resolve(name).map_err(TemplateError::Unknown)? {
                 Resolved::Literal(v) => lit.push_str(&escape_value(&v, escape)),
                 Resolved::Var(i) => {
                     if !lit.is_empty() {
@@ -173,9 +186,10 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let e = Template::parse("${nope}", Escape::None, resolver).unwrap_err();
-        assert!(e.contains("nope"), "{e}");
+        assert!(e.to_string().contains("nope"), "{e}");
         let e = Template::parse("${token", Escape::None, resolver).unwrap_err();
-        assert!(e.contains("unclosed"), "{e}");
+        assert_eq!(e, TemplateError::Unclosed("${token".into()));
+        assert!(e.to_string().contains("unclosed"), "{e}");
     }
 
     #[test]

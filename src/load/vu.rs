@@ -14,9 +14,9 @@ use super::http1::{
     write_header, write_request_line, Conns, FileBody, RawRequest, Response, Target, Want,
 };
 use super::meters::{Meters, ScenarioMetrics, StepMetrics};
+use super::plan::DataMode;
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
 use super::FailureReason;
-use crate::config::raw::DataMode;
 use crate::latency::LatencyRecorder;
 
 /// A step with what can be computed once: its static target, its static header lines, its

@@ -1,4 +1,5 @@
-//! Every metric loadspec exports, defined in one place (DESIGN.md §4), on an explicit
+//! Every metric loadspec exports, defined in one place (docs/architecture.md lists where each
+//! is updated; README.md has the table), on an explicit
 //! [`Registry`] so tests can gather it.
 //!
 //! Hot-path design: a request records into pre-resolved handles ([`StepMetrics`]), never
@@ -21,7 +22,7 @@ use prometheus::Registry;
 
 use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
 use self::text::Expose;
-use crate::config::{PricesConfig, SlaConfig};
+use crate::sla::{PricesConfig, SlaConfig};
 
 pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
 pub use crate::load::FailureReason;
@@ -47,6 +48,7 @@ pub struct LoadMetrics {
     data_received: Family<Counter>,
     pub stage_index: Family<Gauge>,
     pub stage_info: Family<Gauge>,
+    run_info: Family<Gauge>,
     sla_latency: Family<GaugeF>,
     sla_error_ratio: Family<GaugeF>,
     sla_cpu: Family<GaugeF>,
@@ -65,6 +67,13 @@ fn single<M: family::Metric<Config = ()>>(name: &'static str, help: &'static str
 }
 
 impl LoadMetrics {
+    /// Name the run in `loadspec_run_info`; only the current run is exposed.
+    pub fn set_run(&self, run_id: &str, shard: crate::load::plan::Shard) {
+        self.run_info.clear();
+        let (i, n) = (shard.index.to_string(), shard.count.to_string());
+        self.run_info.with_label_values(&[run_id, &i, &n]).set(1);
+    }
+
     /// Create every family, plus a registry with the process collector.
     pub fn new(buckets: &[f64]) -> Self {
         let r = Registry::new();
@@ -151,6 +160,12 @@ impl LoadMetrics {
                 "loadspec_stage_info",
                 "1 for the active stage of a scenario.",
                 &["scenario", "stage"],
+                (),
+            ),
+            run_info: Family::new(
+                "loadspec_run_info",
+                "1 for the running (or last) run: its id, shared by every shard of one run, and this process's shard.",
+                &["run_id", "shard", "shards"],
                 (),
             ),
             sla_latency: Family::new(
@@ -245,7 +260,7 @@ impl Meters for LoadMetrics {
 impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
-        let families: [&dyn Expose; 21] = [
+        let families: [&dyn Expose; 22] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -263,6 +278,7 @@ impl Expose for LoadMetrics {
             &self.sla_cpu,
             &self.sla_error_ratio,
             &self.sla_latency,
+            &self.run_info,
             &self.stage_index,
             &self.stage_info,
             &self.vus,

@@ -1,4 +1,4 @@
-//! The analysis results as gauges (DESIGN.md §4): the fitted CPU and memory models, the knee,
+//! The analysis results as gauges (docs/architecture.md, "Where each metric is made"): the fitted CPU and memory models, the knee,
 //! the highest TPS, and the recommended cpus and memory per VU count.
 //!
 //! A figure the analysis could not produce is not exported at all, rather than exported as 0
@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::analysis::synthetic::SyntheticService;
     use crate::analysis::{analyze, AnalysisConfig};
-    use crate::config::{PricesConfig, SlaConfig};
+    use crate::sla::{PricesConfig, SlaConfig};
 
     fn text(r: &Registry) -> String {
         prometheus::TextEncoder::new()

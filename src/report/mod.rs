@@ -62,6 +62,10 @@ pub struct RunInfo {
     pub notes: Vec<String>,
     /// For search: the limits found before the experiment and restored after it.
     pub restored_limits: Vec<RestoredLimits>,
+    /// `I/N` when this process ran one shard of N: its report sees that shard's load only
+    /// (`loadspec analyze` gives the whole run). The report folder names the shard.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<String>,
 }
 
 /// Strip user info, query and fragment from a URL; an unparseable one becomes a placeholder
@@ -195,7 +199,12 @@ pub fn report_dir_name(run: &RunInfo) -> String {
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();
-    format!("{id}-{stamp}")
+    // Shards of one run share the id and the start: the shard keeps their folders apart on a
+    // shared volume.
+    match run.shard.as_deref().and_then(|s| s.split_once('/')) {
+        Some((i, n)) => format!("{id}-{stamp}-shard-{i}of{n}"),
+        None => format!("{id}-{stamp}"),
+    }
 }
 
 /// Write report.md, report.json and report.html into `dir/<run_id>-<timestamp>/`.
@@ -238,5 +247,17 @@ mod tests {
         r.started = Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(86400));
         assert_eq!(report_dir_name(&r), "_.._etc_x_y-19700102T000000Z");
         assert!(report_dir_name(&RunInfo::new("")).starts_with("run-"));
+    }
+
+    #[test]
+    fn shards_of_one_run_write_to_folders_that_name_the_shard() {
+        let mut run = RunInfo::new("plan-1796083200");
+        run.started = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_083_200));
+        assert_eq!(report_dir_name(&run), "plan-1796083200-20261201T000000Z");
+        run.shard = Some("1/3".into());
+        assert_eq!(
+            report_dir_name(&run),
+            "plan-1796083200-20261201T000000Z-shard-1of3"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::plan::Runtime;
 use crate::config::Settings;
-use crate::containers::LimitsControl;
+use crate::containers::{ContainerError, LimitsControl};
 use crate::report::RestoredLimits;
 
 /// The containers a spec was applied to, and their limits before.
@@ -39,6 +39,21 @@ pub async fn group_containers(rt: &Runtime, group: &str) -> Vec<String> {
     }
 }
 
+/// Why a spec could not be applied to a group.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplySpecError {
+    #[error("no running container in group {0:?}")]
+    NoContainers(String),
+    /// Connecting to the engine or reading a container's current limits.
+    #[error("{0}")]
+    Docker(#[from] ContainerError),
+    #[error("setting limits on {name}: {source}")]
+    Set {
+        name: String,
+        source: ContainerError,
+    },
+}
+
 /// Set `cpus`/`memory` on every container of `group`. `Ok(None)` when nothing was asked.
 pub async fn apply_spec(
     settings: &Settings,
@@ -46,7 +61,7 @@ pub async fn apply_spec(
     group: Option<&str>,
     cpus: Option<f64>,
     memory: Option<u64>,
-) -> Result<Option<Applied>, String> {
+) -> Result<Option<Applied>, ApplySpecError> {
     let Some(group) = group else {
         return Ok(None);
     };
@@ -55,18 +70,16 @@ pub async fn apply_spec(
     }
     let containers = group_containers(rt, group).await;
     if containers.is_empty() {
-        return Err(format!("no running container in group {group:?}"));
+        return Err(ApplySpecError::NoContainers(group.to_string()));
     }
-    let control = LimitsControl::connect(&settings.raw.containers.effective_docker_host())
-        .await
-        .map_err(|e| e.to_string())?;
+    let control = LimitsControl::connect(&settings.raw.containers.effective_docker_host()).await?;
     let mut applied = Applied {
         control,
         containers,
         originals: Vec::new(),
     };
     for name in &applied.containers {
-        let cur = applied.control.get(name).await.map_err(|e| e.to_string())?;
+        let cur = applied.control.get(name).await?;
         applied.originals.push(RestoredLimits {
             container: name.clone(),
             cpus: Some(cur.cpus),
@@ -82,7 +95,7 @@ pub async fn set_all(
     applied: &Applied,
     cpus: Option<f64>,
     memory: Option<u64>,
-) -> Result<(), String> {
+) -> Result<(), ApplySpecError> {
     for (name, orig) in applied.containers.iter().zip(&applied.originals) {
         let c = cpus.or(orig.cpus).unwrap_or(1.0);
         let m = memory.or(orig.memory_bytes).unwrap_or(0);
@@ -90,7 +103,10 @@ pub async fn set_all(
             .control
             .set(name, c, m)
             .await
-            .map_err(|e| format!("setting limits on {name}: {e}"))?;
+            .map_err(|source| ApplySpecError::Set {
+                name: name.clone(),
+                source,
+            })?;
         tracing::info!(container = %name, cpus = c, memory_bytes = m, "limits set");
     }
     Ok(())

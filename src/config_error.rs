@@ -1,4 +1,5 @@
-//! Configuration errors. Every error names the field path (`scenarios[1].stages[0].target`),
+//! Configuration errors, shared by the validation of every config section (so a leaf: it
+//! imports nothing of the crate). Every error names the field path (`scenarios[1].stages[0].target`),
 //! the offending value where there is one, and the reason, so a user can fix the file without
 //! reading the source.
 
@@ -22,8 +23,11 @@ impl fmt::Display for FieldError {
 /// Everything that can stop a config from loading.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
-    Read { path: String, reason: String },
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Parse(String),
     #[error("invalid config:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
@@ -37,9 +41,9 @@ impl ConfigError {
     pub fn redact(self, secrets: &[String]) -> Self {
         let hide = |s: String| redact_text(s, secrets);
         match self {
-            ConfigError::Read { path, reason } => ConfigError::Read {
+            ConfigError::Read { path, source } => ConfigError::Read {
                 path: hide(path),
-                reason: hide(reason),
+                source: std::io::Error::new(source.kind(), hide(source.to_string())),
             },
             ConfigError::Parse(s) => ConfigError::Parse(hide(s)),
             ConfigError::Invalid(v) => ConfigError::Invalid(
@@ -78,10 +82,10 @@ impl Errors {
     }
 
     /// Record that `path` is wrong because of `reason`.
-    pub fn add(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub fn add(&mut self, path: impl Into<String>, reason: impl fmt::Display) {
         self.errors.push(FieldError {
             path: path.into(),
-            reason: reason.into(),
+            reason: reason.to_string(),
         });
     }
 

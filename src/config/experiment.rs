@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Errors;
+use crate::config_error::Errors;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,6 +33,12 @@ impl Mode {
 #[serde(deny_unknown_fields, default)]
 pub struct ExperimentConfig {
     pub mode: Mode,
+    /// The common wall-clock start of a sharded run (unix seconds or RFC 3339); `--start-at`
+    /// and `LOADSPEC_START_AT` override it. See docs/scale-out.md.
+    pub start_at: Option<super::start::StartAt>,
+    /// The run's identity in `loadspec_run_info` and the report folder; default: derived from
+    /// `start_at` (so every shard agrees), else `<mode>-<n>`.
+    pub run_id: Option<String>,
     pub sweep: SweepConfig,
     pub search: SearchConfig,
 }
@@ -119,6 +125,11 @@ impl ExperimentConfig {
                 }
             }
         };
+        if let Some(id) = &self.run_id {
+            if let Err(why) = super::start::check_run_id(id) {
+                errs.add(format!("{path}.run_id"), why);
+            }
+        }
         match self.mode {
             Mode::Plan => {}
             Mode::Sweep => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Errors;
+use crate::config_error::Errors;
 
 /// What "within the SLA" means for a stage.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -1,0 +1,382 @@
+//! Scale-out end to end, on real parts: the same stepped plan run once as 3 shard processes
+//! with a common `--start-at`, and once as one process, against demo-target in a container
+//! with real `--cpus`/`--memory` limits, while Debian's Prometheus scrapes every loadspec
+//! process (with the repository's rules loaded). `loadspec analyze --prometheus` then rebuilds
+//! each run from Prometheus alone, and the sharded analysis must agree with the single one and
+//! with demo-target's own count of the requests it served.
+
+mod observability;
+mod support_containers;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use observability::{free_port, http_get, repo, require, run_ok, ChildGuard, Prom};
+use serde_json::Value;
+use support_containers::{docker_available, ensure_image, Container};
+
+/// demo-target's cost: 5 ms of CPU per request plus 45 ms of waiting. At `--cpus=1` the
+/// container serves at most 200 requests/s, so 2, 4 and 8 VUs (20 requests/s each) stay below
+/// the limit and 16 VUs (320 requests/s asked) saturate it: 0.1 cores per VU below the knee.
+/// Mostly waiting, so a busy host moves the figures little.
+const CPU_MS: u32 = 5;
+const DELAY_MS: u32 = 45;
+const STAGE_SECS: u64 = 8;
+const VUS: [u64; 4] = [2, 4, 8, 16];
+
+fn plan(listen_port: u16, target: &str, group: &str) -> String {
+    let stages: Vec<String> = VUS
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                r#"{{ duration = "{STAGE_SECS}s", target = {v}, name = "T{}" }}"#,
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{listen_port}"
+
+[target]
+base_url = "http://{target}"
+bearer_token = "scale-out-test"
+timeout = "10s"
+
+[lifecycle]
+on_finish = "exit"
+exit_grace = "10s"
+
+[sla]
+latency_p95 = "2s"
+error_ratio = 0.01
+cpu_utilization = 0.85
+
+[analysis]
+settle = "2s"
+group = "{group}"
+
+[containers]
+source = "docker"
+labels = ["loadspec.group"]
+
+[reports]
+enabled = false
+
+[[scenarios]]
+name = "s2"
+executor = "ramping-vus"
+step = true
+stages = [{}]
+
+[[scenarios.requests]]
+name = "ai-prompt"
+method = "POST"
+path = "/api/v1/ai-images/prompt"
+expect = [200]
+body = {{ type = "json", json = {{ prompt = "미니멀하고 화이톤의 셋업" }} }}
+"#,
+        stages.join(", ")
+    )
+}
+
+fn prometheus_config(targets: &[String]) -> String {
+    let rules = repo().join("prometheus/rules/*.yml");
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: loadspec\n    static_configs:\n      - targets: [{}]\n",
+        rules.display(),
+        list.join(", ")
+    )
+}
+
+fn spawn_loadspec(config: &Path, extra: &[String], log: &Path) -> ChildGuard {
+    ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_loadspec"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(extra)
+            .stdout(Stdio::from(fs::File::create(log).unwrap()))
+            .stderr(Stdio::from(
+                fs::File::options().append(true).open(log).unwrap(),
+            ))
+            .spawn()
+            .expect("spawn loadspec run"),
+    )
+}
+
+/// Waits for every child to exit 0 within `within`.
+fn wait_all(children: &mut [ChildGuard], logs: &[PathBuf], within: Duration) {
+    let deadline = Instant::now() + within;
+    for (c, log) in children.iter_mut().zip(logs) {
+        let child: &mut Child = &mut c.0;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                assert!(
+                    status.success(),
+                    "loadspec exited {status}:\n{}",
+                    fs::read_to_string(log).unwrap_or_default()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "loadspec did not finish within {within:?}:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn served(target: &str) -> u64 {
+    let (code, body) = http_get(target, "/_stats").expect("GET /_stats");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("stats JSON");
+    v["ai_requests"].as_u64().expect("ai_requests")
+}
+
+fn reset(target: &str) {
+    let mut s = std::net::TcpStream::connect(target).expect("connect");
+    use std::io::{Read, Write};
+    s.write_all(b"POST /_stats/reset HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(
+        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"),
+        "{out}"
+    );
+}
+
+struct Analysed {
+    total: u64,
+    report: Value,
+}
+
+fn analyse(prom: &str, run_id: &str, config: &Path, out: &Path) -> Analysed {
+    let stdout = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_loadspec"))
+            .args([
+                "analyze",
+                "--prometheus",
+                &format!("http://{prom}"),
+                "--run-id",
+                run_id,
+                "--config",
+            ])
+            .arg(config)
+            .arg("--out")
+            .arg(out),
+    );
+    let total = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total requests: "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no total line in:\n{stdout}"));
+    let dir = fs::read_dir(out)
+        .expect("reports dir")
+        .next()
+        .expect("one report")
+        .unwrap()
+        .path();
+    let report: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    Analysed { total, report }
+}
+
+fn stage_tps(a: &Analysed) -> Vec<(String, f64, f64, f64)> {
+    a.report["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_string(),
+                s["tps"].as_f64().unwrap(),
+                s["latency"]["p95"].as_f64().unwrap_or(0.0),
+                s["vus"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Width of the histogram bucket holding `v` under the default buckets.
+fn bucket_width(v: f64) -> f64 {
+    let b = loadspec::config::raw::MetricsConfig::default().buckets;
+    let mut lo = 0.0;
+    for &hi in &b {
+        if v <= hi {
+            return hi - lo;
+        }
+        lo = hi;
+    }
+    f64::INFINITY
+}
+
+#[test]
+fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server() {
+    let prometheus_bin = Path::new("/usr/bin/prometheus");
+    if !require(prometheus_bin.exists(), "/usr/bin/prometheus") || !docker_available() {
+        return;
+    }
+    ensure_image();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let group = format!("scaleout-{:08x}", rand::random::<u32>());
+    let label = format!("loadspec.group={group}");
+    let demo = Container::demo(
+        "scaleout",
+        &["--cpus=1", "--memory=256m", "--label", &label],
+        &[
+            &format!("--cpu-ms={CPU_MS}"),
+            &format!("--delay-ms={DELAY_MS}"),
+        ],
+    );
+    let target = demo.addr().to_string();
+
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let prom_config = tmp.path().join("prometheus.yml");
+    fs::write(&prom_config, prometheus_config(&targets)).unwrap();
+    let prom_port = free_port();
+    let _prometheus = ChildGuard(
+        Command::new(prometheus_bin)
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                fs::File::create(tmp.path().join("prometheus.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let prom_addr = format!("127.0.0.1:{prom_port}");
+    Prom {
+        addr: prom_addr.clone(),
+    }
+    .wait_ready(Duration::from_secs(30));
+    let tag = &group[10..];
+    let plan_budget = Duration::from_secs(STAGE_SECS * VUS.len() as u64 + 60);
+
+    // Sharded: three processes, started a second apart, all on one common start 4 s ahead.
+    reset(&target);
+    let start_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 4;
+    let sharded_id = format!("sharded-{tag}");
+    let mut shards = Vec::new();
+    let mut logs = Vec::new();
+    for i in 0..3u16 {
+        let cfg = tmp.path().join(format!("shard{i}.toml"));
+        fs::write(&cfg, plan(ports[i as usize], &target, &group)).unwrap();
+        let log = tmp.path().join(format!("shard{i}.log"));
+        shards.push(spawn_loadspec(
+            &cfg,
+            &[
+                format!("--shard={i}/3"),
+                format!("--start-at={start_at}"),
+                format!("--run-id={sharded_id}"),
+            ],
+            &log,
+        ));
+        logs.push(log);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    wait_all(&mut shards, &logs, plan_budget);
+    let served_sharded = served(&target);
+
+    // Single: one process, the same plan.
+    reset(&target);
+    let single_id = format!("single-{tag}");
+    let cfg = tmp.path().join("single.toml");
+    fs::write(&cfg, plan(ports[3], &target, &group)).unwrap();
+    let log = tmp.path().join("single.log");
+    let mut single = vec![spawn_loadspec(
+        &cfg,
+        &[format!("--run-id={single_id}")],
+        &log,
+    )];
+    wait_all(&mut single, &[log], plan_budget);
+    let served_single = served(&target);
+
+    let a = analyse(
+        &prom_addr,
+        &sharded_id,
+        &cfg,
+        &tmp.path().join("reports-sharded"),
+    );
+    let b = analyse(
+        &prom_addr,
+        &single_id,
+        &cfg,
+        &tmp.path().join("reports-single"),
+    );
+    let summary = format!(
+        "sharded: total {} (server {served_sharded}) stages {:?} knee {} cpu {}\nsingle: total {} (server {served_single}) stages {:?} knee {} cpu {}",
+        a.total, stage_tps(&a), a.report["analysis"]["knee"]["vus"], a.report["analysis"]["models"]["cpu"],
+        b.total, stage_tps(&b), b.report["analysis"]["knee"]["vus"], b.report["analysis"]["models"]["cpu"],
+    );
+    eprintln!("{summary}");
+
+    // Total requests within 2 % of what demo-target counted.
+    for (total, server) in [(a.total, served_sharded), (b.total, served_single)] {
+        assert!(server > 100, "too little load to compare: {summary}");
+        let err = (total as f64 - server as f64).abs() / server as f64;
+        assert!(
+            err <= 0.02,
+            "total {total} vs server {server} ({:.1} %)\n{summary}",
+            err * 100.0
+        );
+    }
+    // The same stages; TPS per stage within 5 %, p95 within the bucket resolution; VUs summed.
+    let (sa, sb) = (stage_tps(&a), stage_tps(&b));
+    assert_eq!(sa.len(), VUS.len(), "{summary}");
+    assert_eq!(sb.len(), VUS.len(), "{summary}");
+    for ((name, tps_a, p95_a, vus_a), (_, tps_b, p95_b, vus_b)) in sa.iter().zip(&sb) {
+        assert!(
+            (tps_a - tps_b).abs() / tps_b <= 0.05,
+            "{name}: TPS {tps_a:.1} vs {tps_b:.1}\n{summary}"
+        );
+        let width = bucket_width(p95_a.max(*p95_b));
+        assert!(
+            (p95_a - p95_b).abs() <= width,
+            "{name}: p95 {p95_a} vs {p95_b} (bucket {width})\n{summary}"
+        );
+        assert!(
+            (vus_a - vus_b).abs() <= 0.25,
+            "{name}: VUs {vus_a} vs {vus_b}\n{summary}"
+        );
+    }
+    // Fitted CPU per VU within 10 %, and the same knee.
+    let slope = |r: &Value| {
+        r["analysis"]["models"]["cpu"]["slope"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no cpu model\n{summary}"))
+    };
+    let (ca, cb) = (slope(&a.report), slope(&b.report));
+    assert!(
+        (ca - cb).abs() / cb <= 0.10,
+        "CPU per VU {ca:.3} vs {cb:.3}\n{summary}"
+    );
+    assert_eq!(
+        a.report["analysis"]["knee"]["vus"], b.report["analysis"]["knee"]["vus"],
+        "{summary}"
+    );
+    // And against the configured cost: 10 ms of CPU at 20 requests/s per VU is 0.2 cores/VU.
+    let expected = CPU_MS as f64 / 1000.0 * 1000.0 / (CPU_MS + DELAY_MS) as f64;
+    assert!(
+        (cb - expected).abs() / expected <= 0.25,
+        "single-process CPU per VU {cb:.3} vs configured {expected:.3}\n{summary}"
+    );
+    drop(demo);
+}
