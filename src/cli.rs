@@ -109,12 +109,14 @@ fn exit_on_panic() {
     std::panic::set_hook(Box::new(move |info| {
         tracing::error!(panic = %info, "internal error: a task panicked; exiting with status 70");
         default(info);
-        let t = std::thread::spawn(|| {
-            crate::containers::limits::restore_pending_blocking(std::time::Duration::from_secs(5))
-        });
-        let _ = t.join();
+        let _ = std::thread::spawn(restore_limits).join();
         std::process::exit(70);
     }));
+}
+
+/// Put back, within 5 s, container limits a sweep or search changed and has not restored.
+fn restore_limits() {
+    crate::containers::limits::restore_pending_blocking(std::time::Duration::from_secs(5))
 }
 
 /// Descriptors the server, the log, the container source and config reloads may hold besides
@@ -233,6 +235,7 @@ fn run(a: RunArgs) -> ExitCode {
     };
     crate::logging::init(format);
     exit_on_panic();
+    crate::shutdown::before_exit(restore_limits);
     check_fd_budget(&settings);
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
     tracing::info!(config = %a.config.display(), shard = ?scale.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));

@@ -16,8 +16,8 @@
 //! - [`server`]: hyper server for `/metrics`, `/healthz`, `/readyz`, `/report`.
 //! - [`daemon`], [`demo`], [`cli`]: the commands and what runs them.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
-//! - Leaves shared by the above: [`units`] (byte sizes, number forms), [`config_error`] (field
-//!   errors), [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
+//! - Leaves shared by the above: [`units`] (byte sizes, bounded durations, number forms),
+//!   [`config_error`] (field errors), [`files`] (bounded reads of the files a config names), [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
 //!   [`exposition`] (metric primitives and the text format), [`logging`], [`shutdown`]
 //!   (signals) and [`runtime`] (the tokio runtime builder).
 //!
@@ -27,7 +27,7 @@
 //! `crate::` path in `src/` against this list (run `cargo test --test layers`); a new
 //! top-level module must be added here. docs/architecture.md explains the order.
 //!
-//! 1. [`units`], [`config_error`], [`latency`], [`exposition`], [`logging`], [`shutdown`], [`runtime`]
+//! 1. [`units`], [`config_error`], [`files`], [`latency`], [`exposition`], [`logging`], [`shutdown`], [`runtime`]
 //! 2. [`sla`]
 //! 3. [`load`], [`containers`], [`analysis`]
 //! 4. [`metrics`], [`report`], [`config`], [`demo_target`]
@@ -47,6 +47,7 @@ pub mod demo;
 pub mod demo_target;
 pub mod experiment;
 pub mod exposition;
+pub mod files;
 pub mod latency;
 pub mod load;
 pub mod logging;

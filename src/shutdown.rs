@@ -21,13 +21,22 @@ pub enum SignalEvent {
     Reload,
 }
 
-/// Put back container limits a sweep or search changed, then exit with `code`. Runs on a
-/// thread of its own: the restore needs a runtime, and the caller may be inside one.
+/// What runs before the process exits from here (the caller's clean-up: the daemon puts back
+/// container limits a sweep or search changed). Set once with [`before_exit`]; a leaf module
+/// cannot name that clean-up itself.
+static BEFORE_EXIT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Run `f` before this module exits the process (a second signal, the drain watchdog).
+pub fn before_exit(f: fn()) {
+    let _ = BEFORE_EXIT.set(f);
+}
+
+/// Run the clean-up, then exit with `code`. The clean-up runs on a thread of its own: it may
+/// need a runtime, and the caller may be inside one.
 fn exit_restoring(code: i32) -> ! {
-    let t = std::thread::spawn(|| {
-        crate::containers::limits::restore_pending_blocking(std::time::Duration::from_secs(5))
-    });
-    let _ = t.join();
+    if let Some(f) = BEFORE_EXIT.get().copied() {
+        let _ = std::thread::spawn(f).join();
+    }
     std::process::exit(code)
 }
 

@@ -13,10 +13,10 @@ pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
         path: path.display().to_string(),
         source,
     };
-    let bytes = super::files::read_regular(path, super::files::CONFIG_LIMIT).map_err(read_err)?;
+    let bytes = crate::files::read_regular(path, crate::files::CONFIG_LIMIT).map_err(read_err)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        let (line, col) = super::files::line_col(e.as_bytes(), at);
+        let (line, col) = crate::files::line_col(e.as_bytes(), at);
         read_err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("not UTF-8: invalid byte at offset {at} (line {line}, column {col})"),

@@ -1,8 +1,6 @@
 //! Configuration: raw serde types ([`raw`]), layered loading ([`load`]), and one validation
 //! pass ([`validate`]) into typed [`Settings`] whose errors name the field path and reason.
-pub mod duration;
 pub mod experiment;
-pub mod files;
 pub mod load;
 pub mod raw;
 pub mod start;

@@ -29,44 +29,8 @@ pub struct RawConfig {
     pub scenarios: Vec<ScenarioConfig>,
 }
 
-/// Ceilings that keep a config, a target or a client from exhausting loadspec. Each is
-/// documented with what a user sees when it is reached in docs/reliability.md.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// The most VUs any one field may ask for (`vus`, `start_vus`, stage targets,
-    /// `pre_allocated_vus`, `max_vus`, the experiment's VU counts).
-    pub max_vus: u64,
-    /// The largest response head (status line and headers) accepted, in bytes; a larger one
-    /// counts as a failure with reason `header_too_large`.
-    #[serde(with = "crate::units::bytes")]
-    pub max_response_head: u64,
-    /// The most header lines a response may have; more count as `header_too_large`.
-    pub max_response_headers: usize,
-    /// The largest body kept for a step's body captures (regex, JSON); a larger body fails
-    /// the check with reason `capture_too_large`. Steps without such captures keep nothing.
-    #[serde(with = "crate::units::bytes")]
-    pub max_capture_body: u64,
-    /// The first pause of a VU after a failed connect; it doubles with each further failure.
-    #[serde(with = "crate::config::duration")]
-    pub connect_backoff_min: Duration,
-    /// The longest pause after failed connects; a successful connect resets the pause.
-    #[serde(with = "crate::config::duration")]
-    pub connect_backoff_max: Duration,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_vus: 10_000,
-            max_response_head: 64 * 1024,
-            max_response_headers: 256,
-            max_capture_body: 1024 * 1024,
-            connect_backoff_min: Duration::from_millis(10),
-            connect_backoff_max: Duration::from_secs(1),
-        }
-    }
-}
+/// `[limits]`, owned by the load engine it bounds.
+pub use crate::load::limits::LimitsConfig;
 
 /// Where `/metrics`, `/healthz`, `/readyz` and `/report` are served.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -78,10 +42,10 @@ pub struct ServerConfig {
     /// server never takes more file descriptors than this from the VUs' budget.
     pub max_connections: usize,
     /// A request head must arrive within this (slowloris).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub header_read_timeout: Duration,
     /// A connection without a request for this long is closed.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub idle_timeout: Duration,
 }
 
@@ -105,7 +69,7 @@ pub use crate::logging::LogFormat;
 pub struct LogConfig {
     pub format: LogFormat,
     /// How often the progress line is logged.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub progress_interval: Duration,
 }
 
@@ -126,7 +90,7 @@ pub struct TargetConfig {
     /// Sent as `Authorization: Bearer <token>`; `${VAR}` reads it from the environment.
     pub bearer_token: Option<String>,
     pub headers: BTreeMap<String, String>,
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub timeout: Duration,
 }
 
@@ -159,12 +123,12 @@ pub enum OnFinish {
 pub struct LifecycleConfig {
     pub on_finish: OnFinish,
     /// How long SIGTERM waits for in-flight requests before giving up on them.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub drain_timeout: Duration,
     /// With `on_finish = "exit"`: keep serving `/metrics` after the plan until one more scrape
     /// has taken the final values, for at most this long (0s: exit at once). A Kubernetes Job's
     /// pods then complete without losing their last samples.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub exit_grace: Duration,
 }
 
@@ -222,13 +186,13 @@ pub struct ScenarioConfig {
     pub name: String,
     pub executor: ExecutorKind,
     /// Offset from the start of the run.
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub start: Option<Duration>,
     pub vus: Option<u64>,
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub duration: Option<Duration>,
     pub iterations: Option<u64>,
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub max_duration: Option<Duration>,
     #[serde(default)]
     pub stages: Vec<StageConfig>,
@@ -238,14 +202,14 @@ pub struct ScenarioConfig {
     pub start_vus: Option<u64>,
     pub rate: Option<f64>,
     pub start_rate: Option<f64>,
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub time_unit: Option<Duration>,
     pub pre_allocated_vus: Option<u64>,
     pub max_vus: Option<u64>,
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub think_time: Option<Duration>,
     /// How long a VU removed by a ramp-down may finish its iteration.
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub graceful_ramp_down: Option<Duration>,
     /// Once-per-VU steps (log in once, then loop).
     #[serde(default)]
@@ -259,7 +223,7 @@ pub struct ScenarioConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::units::duration")]
     pub duration: Duration,
     /// VUs for VU executors, iterations per time unit for arrival-rate executors.
     pub target: f64,
@@ -284,7 +248,7 @@ pub struct RequestConfig {
     /// Expected status codes; default any 2xx.
     #[serde(default)]
     pub expect: Vec<u16>,
-    #[serde(default, with = "crate::config::duration")]
+    #[serde(default, with = "crate::units::duration")]
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub captures: Vec<CaptureConfig>,

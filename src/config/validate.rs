@@ -1036,12 +1036,12 @@ fn load_data(
     } else {
         base_dir.join(&d.file)
     };
-    let text = match super::files::read_regular(&file, super::files::DATA_LIMIT)
+    let text = match crate::files::read_regular(&file, crate::files::DATA_LIMIT)
         .map_err(|e| e.to_string())
         .and_then(|b| {
             String::from_utf8(b).map_err(|e| {
                 let (line, col) =
-                    super::files::line_col(e.as_bytes(), e.utf8_error().valid_up_to());
+                    crate::files::line_col(e.as_bytes(), e.utf8_error().valid_up_to());
                 format!(
                     "{} is not UTF-8: invalid byte at offset {} (line {line}, column {col})",
                     file.display(),

@@ -246,10 +246,7 @@ pub fn build(
                 } else {
                     base_dir.join(&f.path)
                 };
-                let data = match crate::config::files::read_regular(
-                    &file,
-                    crate::config::files::BODY_LIMIT,
-                ) {
+                let data = match crate::files::read_regular(&file, crate::files::BODY_LIMIT) {
                     Ok(d) => Bytes::from(d),
                     Err(e) => {
                         errs.add(format!("{p}.path"), e);

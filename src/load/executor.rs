@@ -252,7 +252,7 @@ async fn open(
         }
         // A rate near zero would overflow `from_secs_f64` (a panic): wait at most a config MAX.
         next = next.saturating_add(
-            Duration::try_from_secs_f64(1.0 / rate).unwrap_or(crate::config::duration::MAX),
+            Duration::try_from_secs_f64(1.0 / rate).unwrap_or(crate::units::duration::MAX),
         );
     }
     tracker.close();

@@ -4,6 +4,7 @@ pub mod body;
 pub mod executor;
 pub mod failure;
 pub mod http1;
+pub mod limits;
 pub mod meters;
 pub mod plan;
 pub mod splice;

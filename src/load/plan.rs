@@ -45,7 +45,7 @@ pub enum DataMode {
 }
 
 /// `t0 + offset`, saturating far in the future instead of panicking. Config durations are
-/// bounded (`config::duration::MAX`), so this only guards sums of many long stages.
+/// bounded (`units::duration::MAX`), so this only guards sums of many long stages.
 pub fn instant_after(t0: tokio::time::Instant, offset: Duration) -> tokio::time::Instant {
     t0.checked_add(offset)
         .or_else(|| t0.checked_add(Duration::from_secs(100 * 365 * 86_400)))

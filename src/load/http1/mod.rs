@@ -23,42 +23,10 @@ mod write;
 use bytes::Bytes;
 use http::HeaderMap;
 
+pub use super::limits::Limits;
 pub use conn::{set_socket_budget, Conns};
 pub use target::{Target, TargetError};
 pub use write::{write_header, write_request_line, FileBody};
-
-/// The client's ceilings, from `[limits]` (docs/reliability.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest response head in bytes; more is `header_too_large`.
-    pub max_head: usize,
-    /// Most response header lines; more is `header_too_large`.
-    pub max_headers: usize,
-    /// Largest body kept for captures; more is `capture_too_large`.
-    pub max_capture_body: u64,
-    /// A VU's pause after its first failure without an exchange (connect, fd limit, invalid
-    /// request); it doubles per further failure up to `backoff_max`, and resets on success.
-    pub backoff_min: std::time::Duration,
-    pub backoff_max: std::time::Duration,
-}
-
-impl Limits {
-    pub fn from_config(l: &crate::config::raw::LimitsConfig) -> Self {
-        Self {
-            max_head: l.max_response_head as usize,
-            max_headers: l.max_response_headers,
-            max_capture_body: l.max_capture_body,
-            backoff_min: l.connect_backoff_min,
-            backoff_max: l.connect_backoff_max,
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self::from_config(&Default::default())
-    }
-}
 
 /// One WARN line per process when sockets run out (EMFILE/ENFILE): the cause is loadspec's
 /// own file-descriptor limit, which the user raises, not the target. Each such request is

@@ -2,7 +2,7 @@
 //!
 //! Why a bound: a stage of `"500000000000y"` parses into a valid `Duration`, and adding it to an
 //! `Instant` later panics in the executor and the observer. Every duration field goes through
-//! this module (`#[serde(with = "crate::config::duration")]`), so the error names the field
+//! this module (`#[serde(with = "crate::units::duration")]`), so the error names the field
 //! (the loader reports serde's path) and no run-time arithmetic sees a value above [`MAX`].
 
 use std::time::Duration;
