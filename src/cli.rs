@@ -1,13 +1,17 @@
-//! The command line: `run`, `validate`, `demo`, `demo-target`. Invalid config exits with code
-//! 2 before anything starts; other failures exit 1.
+//! The command line: `run`, `validate`, `demo`, `demo-target`, `import`. Invalid config (or a
+//! bad option) exits with code 2 before anything starts; other failures exit 1; a `run` whose
+//! SLA broke exits 99 (see [`crate::ci`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
+use crate::experiment::progress::Display;
 use crate::load::plan::Shard;
-use crate::logging::LogFormat;
+use crate::logging::{LogFormat, LogOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +36,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the emulated AI image API with known per-request costs.
     DemoTarget(crate::demo_target::DemoTargetArgs),
+    /// Convert another tool's load test (a k6 script) into a loadspec plan.
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +60,18 @@ pub struct RunArgs {
     /// Log format; overrides log.format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// Write the end-of-run summary as JSON (schema in docs/ci.md), after every run.
+    #[arg(long, value_name = "FILE.json")]
+    pub summary_export: Option<PathBuf>,
+    /// Write a JUnit XML report: one testcase per SLA criterion and per check.
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+    /// Print nothing but errors and the verdict line (no summary, no progress, no info log).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// No colour in the output (the NO_COLOR environment variable does the same).
+    #[arg(long)]
+    pub no_color: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -76,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Analyze(a) => crate::analyze::main(a),
         Command::Demo(a) => crate::demo::main(a),
         Command::DemoTarget(a) => crate::demo_target::main(a),
+        Command::Import(a) => crate::import::main(a),
     }
 }
 
@@ -233,7 +252,33 @@ fn run(a: RunArgs) -> ExitCode {
         Some(LogFormatArg::Text) => LogFormat::Text,
         None => settings.raw.log.format,
     };
-    crate::logging::init(format);
+    let ci = crate::ci::Outputs {
+        summary_export: a.summary_export.clone(),
+        junit: a.junit.clone(),
+        print_verdict: true,
+        color: crate::logging::use_color(a.no_color, std::io::stdout().is_terminal()),
+    };
+    if let Err(e) = ci.check() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let progress = if a.quiet {
+        Display::Off
+    } else if std::io::stderr().is_terminal() {
+        Display::Bars {
+            color: crate::logging::use_color(a.no_color, true),
+        }
+    } else {
+        Display::Lines
+    };
+    crate::logging::init_with(
+        format,
+        LogOptions {
+            quiet: a.quiet,
+            no_color: a.no_color,
+            bars: matches!(progress, Display::Bars { .. }),
+        },
+    );
     exit_on_panic();
     crate::shutdown::before_exit(restore_limits);
     check_fd_budget(&settings);
@@ -258,7 +303,9 @@ fn run(a: RunArgs) -> ExitCode {
                 start_at: scale.start_at,
                 run_id: scale.run_id,
                 config_path: Some(a.config.clone()),
-                print_summary: true,
+                print_summary: !a.quiet,
+                ci,
+                progress,
                 ..Default::default()
             },
             signals,
@@ -266,7 +313,13 @@ fn run(a: RunArgs) -> ExitCode {
         .await
     });
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(f) if !f.output_errors.is_empty() => {
+            for e in &f.output_errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+        Ok(f) => ExitCode::from(f.verdict.map_or(0, |v| v.exit_code())),
         Err(e) => {
             tracing::error!(error = %e, "loadspec stopped with an error");
             eprintln!("error: {e}");
@@ -286,6 +339,10 @@ mod tests {
             start_at: start_at.map(str::to_string),
             run_id: None,
             log_format: None,
+            summary_export: None,
+            junit: None,
+            quiet: false,
+            no_color: false,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The daemon: serves metrics and reports, samples containers, runs the configured experiment,
 //! writes its reports, and then idles, repeats or exits. SIGHUP reloads the config (a bad one
 //! is logged and the old one kept); SIGTERM/SIGINT drain in-flight requests up to the drain
-//! deadline, print the final summary and return.
+//! deadline, print the final summary and return. After every run the SLA verdict is printed as
+//! the summary's last line and the CI files are written ([`crate::ci`]); the verdict of the last
+//! run comes back in [`Finished`], and sets the exit code only when `on_finish = "exit"`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -12,6 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{analyze, CapacityAnalysis, StageSummary};
+use crate::ci::Verdict;
 use crate::config::raw::OnFinish;
 use crate::config::Settings;
 use crate::containers::SnapshotRx;
@@ -33,6 +36,10 @@ pub struct DaemonOptions {
     pub listener: Option<TcpListener>,
     /// Print the end-of-run summary to stdout.
     pub print_summary: bool,
+    /// The verdict line, the summary export and the JUnit file.
+    pub ci: crate::ci::Outputs,
+    /// How a running plan shows its progress.
+    pub progress: crate::experiment::progress::Display,
     /// `--start-at`: overrides `experiment.start_at`.
     pub start_at: Option<crate::config::start::StartAt>,
     /// `--run-id`: overrides `experiment.run_id`.
@@ -42,6 +49,10 @@ pub struct DaemonOptions {
 /// What the daemon reports back when it stops (for the demo and tests).
 pub struct Finished {
     pub last: Option<(Outcome, CapacityAnalysis)>,
+    /// The SLA verdict of the last run; its `exit_code()` is the process's.
+    pub verdict: Option<Verdict>,
+    /// Files of `opts.ci` that could not be written (the process then exits 1).
+    pub output_errors: Vec<String>,
 }
 
 fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) -> CapacityAnalysis {
@@ -89,14 +100,21 @@ async fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Setting
     }
 }
 
+/// Give the metrics a (re)loaded config's latency buckets (with its SLA edges), SLA and
+/// prices; between runs, since new buckets start the histograms afresh.
+fn configure(metrics: &LoadMetrics, settings: &Settings) {
+    let raw = &settings.raw;
+    metrics.configure(&raw.latency_buckets(), &raw.sla, &raw.prices);
+}
+
 /// Run until the plan ends (with `on_finish = exit`) or a drain.
 pub async fn run(
     mut settings: Settings,
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
-    let metrics = Arc::new(LoadMetrics::new(&settings.raw.metrics.buckets));
-    metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+    let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
+    configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);
     let background = CancellationToken::new();
     let _guard = background.clone().drop_guard();
@@ -147,7 +165,11 @@ pub async fn run(
     }
     state.ready.store(true, Ordering::Relaxed);
 
-    let mut finished = Finished { last: None };
+    let mut finished = Finished {
+        last: None,
+        verdict: None,
+        output_errors: Vec::new(),
+    };
     let mut runs = 0u64;
     'runs: loop {
         runs += 1;
@@ -199,6 +221,7 @@ pub async fn run(
             containers: containers.clone(),
             shard: opts.shard,
             live: live.clone(),
+            progress: opts.progress,
             origin: start_at,
         };
         let stop = Stop::default();
@@ -284,6 +307,13 @@ pub async fn run(
                 }
             }
         }
+        let verdict = Verdict::evaluate(&settings, &outcome);
+        finished.output_errors = opts.ci.write(&settings, &run, &outcome, &verdict);
+        if opts.print_summary || opts.ci.print_verdict {
+            // The last line of the summary, and the only one under --quiet.
+            println!("{}", verdict.line(opts.ci.color));
+        }
+        finished.verdict = Some(verdict);
         *state.report.write().unwrap_or_else(|e| e.into_inner()) = ReportView {
             run,
             analysis: Some(analysis.clone()),
@@ -298,7 +328,7 @@ pub async fn run(
         }
         if let Some(new) = pending.take() {
             settings = new;
-            metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+            configure(&metrics, &settings);
             continue 'runs;
         }
         match settings.raw.lifecycle.on_finish {
@@ -315,7 +345,7 @@ pub async fn run(
                         Some(SignalEvent::Reload) => {
                             if let Some(new) = reload(&opts.config_path, &metrics).await {
                                 settings = new;
-                                metrics.set_sla(&settings.raw.sla, &settings.raw.prices);
+                                configure(&metrics, &settings);
                                 continue 'runs;
                             }
                         }

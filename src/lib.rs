@@ -12,12 +12,16 @@
 //! - [`metrics`]: every exported metric, defined in one place, plus the container collector.
 //! - [`analysis`]: stage summaries, model fitting, knee detection, recommendation and cost.
 //! - [`report`]: Markdown, JSON and HTML (server-side SVG) reports.
-//! - [`experiment`]: plan, sweep and search orchestration.
+//! - [`experiment`]: plan, sweep and search orchestration, and the progress bars/lines.
+//! - [`ci`]: the SLA verdict that sets the exit code (99 when broken), the summary export and
+//!   the JUnit report.
 //! - [`server`]: hyper server for `/metrics`, `/healthz`, `/readyz`, `/report`.
 //! - [`daemon`], [`demo`], [`cli`]: the commands and what runs them.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
+//! - [`import`]: `loadspec import k6`, a k6 script into a plan.
 //! - Leaves shared by the above: [`units`] (byte sizes, bounded durations, number forms),
-//!   [`config_error`] (field errors), [`files`] (bounded reads of the files a config names), [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
+//!   [`config_error`] (field errors), [`files`] (bounded reads of the files a config names),
+//!   [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
 //!   [`exposition`] (metric primitives and the text format), [`logging`], [`shutdown`]
 //!   (signals) and [`runtime`] (the tokio runtime builder).
 //!
@@ -32,12 +36,14 @@
 //! 3. [`load`], [`containers`], [`analysis`]
 //! 4. [`metrics`], [`report`], [`config`], [`demo_target`]
 //! 5. [`experiment`], [`server`]
-//! 6. [`daemon`], [`analyze`]
-//! 7. [`demo`]
-//! 8. [`cli`]
+//! 6. [`ci`]
+//! 7. [`daemon`], [`analyze`]
+//! 8. [`demo`], [`import`]
+//! 9. [`cli`]
 
 pub mod analysis;
 pub mod analyze;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod config_error;
@@ -48,6 +54,7 @@ pub mod demo_target;
 pub mod experiment;
 pub mod exposition;
 pub mod files;
+pub mod import;
 pub mod latency;
 pub mod load;
 pub mod logging;

@@ -23,6 +23,9 @@ pub struct SlaConfig {
     /// CPU utilization of the limit above which a container counts as saturated, 0..1. The
     /// seed's stable line was 91.7 % and saturation 99.6 %; 0.85 leaves room for bursts.
     pub cpu_utilization: f64,
+    /// Exit `loadspec run` with code 99 when a run that ends the process (`on_finish = "exit"`)
+    /// broke the SLA, so a CI job fails. False: report the verdict but exit 0.
+    pub fail_on_breach: bool,
 }
 
 impl Default for SlaConfig {
@@ -32,6 +35,7 @@ impl Default for SlaConfig {
             latency_p99: None,
             error_ratio: 0.01,
             cpu_utilization: 0.85,
+            fail_on_breach: true,
         }
     }
 }

@@ -47,6 +47,9 @@ path = "/x"
         ("https", g.replace("http://127.0.0.1:9", "https://127.0.0.1:9"), "target.base_url: https is not supported"),
         ("error ratio", format!("[sla]\nerror_ratio = 2.0\n{g}"), "sla.error_ratio"),
         ("unknown variable", g.replace("[target]", "[target]\nbearer_token = \"${LOADSPEC_TEST_SURELY_UNSET}\""), "target.bearer_token: unknown variable"),
+        ("empty token", g.replace("[target]", "[target]\nbearer_token = \"\""), "target.bearer_token: is empty after substitution"),
+        ("blank request token", g.replace("path = \"/x\"", "path = \"/x\"\nbearer_token = \"  \""), "scenarios[0].requests[0].bearer_token: is empty after substitution"),
+        ("empty token variable", g.replace("[target]", "[target]\nbearer_token = \"${LOADSPEC_TEST_EMPTY_TOKEN}\""), "target.bearer_token: is empty after substitution"),
         ("missing file", g.replace("path = \"/x\"", "path = \"/x\"\nmethod = \"POST\"\nbody = { type = \"multipart\", files = [{ name = \"f\", path = \"nope.png\" }] }"), "scenarios[0].requests[0].body.files[0].path: cannot read file"),
         ("bad method", g.replace("path = \"/x\"", "path = \"/x\"\nmethod = \"GE T\""), "scenarios[0].requests[0].method"),
         ("duplicate scenario", format!("{g}\n[[scenarios]]\nname = \"s\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n[[scenarios.requests]]\nname = \"q\"\npath = \"/y\"\n"), "scenarios[1].name"),
@@ -70,6 +73,7 @@ fn invalid_configs_exit_2_and_name_the_field() {
                 .args([cmd, "--config"])
                 .arg(&cfg)
                 .env("LOADSPEC_REPORTS_PROBE", "1")
+                .env("LOADSPEC_TEST_EMPTY_TOKEN", "")
                 .current_dir(dir.path())
                 .output()
                 .unwrap();

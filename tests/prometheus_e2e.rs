@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use observability::{
-    dashboards, free_port, panels, recorded_names, repo, require, start_demo_target, ChildGuard,
-    Prom,
+    dashboards, free_port, http_get, panels, recorded_names, repo, require, start_demo_target,
+    ChildGuard, Prom,
 };
 use serde_json::Value;
 
@@ -184,6 +184,8 @@ on_finish = "repeat"
 
 [sla]
 latency_p95 = "2s"
+# Both SLA shares (p95 and p99) must have data.
+latency_p99 = "3s"
 error_ratio = 0.01
 cpu_utilization = 0.85
 
@@ -404,5 +406,111 @@ fn every_recording_rule_and_dashboard_query_has_finite_data_from_a_real_run() {
         checks.len() >= 79,
         "only {} queries were checked",
         checks.len()
+    );
+}
+
+/// The `loadspec_stage_info` samples of a `/metrics` body at 1, as `(scenario, stage)`.
+fn active_stages(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("loadspec_stage_info{") && l.ends_with(" 1"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A sweep runs one plan per VU count. The dashboards annotate `loadspec_stage_info == 1`, so
+/// at any scrape at most one stage of the scenario may be 1, and none once the sweep is over
+/// (before, every earlier sweep stage stayed at 1 and the annotations piled up).
+#[test]
+fn stage_info_marks_only_the_current_sweep_stage() {
+    let (_demo, demo_addr) = start_demo_target(&[]);
+    let port = free_port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("sweep.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+[target]
+base_url = "http://{demo_addr}"
+[lifecycle]
+on_finish = "idle"
+[reports]
+enabled = false
+[containers]
+source = "none"
+[analysis]
+settle = "0s"
+[experiment]
+mode = "sweep"
+[experiment.sweep]
+vus = [1, 2, 3]
+stage_duration = "2s"
+stop_on_break = false
+[[scenarios]]
+name = "sw"
+executor = "constant-vus"
+vus = 1
+duration = "2s"
+think_time = "50ms"
+[[scenarios.requests]]
+name = "health"
+path = "/healthz"
+"#
+        ),
+    )
+    .expect("write config");
+    let mut loadspec = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_loadspec"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn loadspec run"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut finished = false;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = loadspec.0.try_wait() {
+            panic!("loadspec exited ({status})");
+        }
+        let Ok((200, body)) = http_get(&addr, "/metrics") else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        let active = active_stages(&body);
+        assert!(active.len() <= 1, "more than one active stage: {active:?}");
+        seen.extend(active.iter().cloned());
+        // The sweep is over when the report knows three stages; give the observer a moment.
+        if let Ok((200, report)) = http_get(&addr, "/report.json") {
+            let stages = serde_json::from_str::<Value>(&report)
+                .ok()
+                .and_then(|r| r["stages"].as_array().map(|a| a.len()));
+            if stages == Some(3) && body.contains("loadspec_vus{scenario=\"sw\"} 0") {
+                let (_, after) = http_get(&addr, "/metrics").expect("/metrics");
+                assert_eq!(
+                    active_stages(&after),
+                    Vec::<String>::new(),
+                    "after the sweep"
+                );
+                finished = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        finished,
+        "the sweep did not finish within 60 s; stages seen: {seen:?}"
+    );
+    assert!(
+        seen.len() >= 2,
+        "saw too few stages to prove anything: {seen:?}"
     );
 }

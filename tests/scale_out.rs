@@ -55,6 +55,8 @@ exit_grace = "10s"
 latency_p95 = "2s"
 error_ratio = 0.01
 cpu_utilization = 0.85
+# The shards' exit codes are not about the SLA here (a breach would exit 99, docs/ci.md).
+fail_on_breach = false
 
 [analysis]
 settle = "2s"

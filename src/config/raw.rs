@@ -32,6 +32,28 @@ pub struct RawConfig {
 /// `[limits]`, owned by the load engine it bounds.
 pub use crate::load::limits::LimitsConfig;
 
+impl RawConfig {
+    /// The latency thresholds (seconds) that must be histogram bucket edges: `sla.latency_p95`,
+    /// `sla.latency_p99` and the search's N2 (`experiment.search.latency_p95`).
+    pub fn sla_latency_edges(&self) -> Vec<f64> {
+        [
+            Some(self.sla.latency_p95),
+            self.sla.latency_p99,
+            self.experiment.search.latency_p95,
+        ]
+        .into_iter()
+        .flatten()
+        .map(crate::exposition::buckets::secs)
+        .collect()
+    }
+
+    /// The buckets of the latency histograms: `metrics.buckets` with every SLA latency added
+    /// as an edge, so the bucket at the SLA counts exactly the responses within it.
+    pub fn latency_buckets(&self) -> Vec<f64> {
+        crate::exposition::buckets::with_edges(&self.metrics.buckets, &self.sla_latency_edges())
+    }
+}
+
 /// Where `/metrics`, `/healthz`, `/readyz` and `/report` are served.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -145,18 +167,17 @@ impl Default for LifecycleConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Histogram buckets of `loadspec_http_request_duration_seconds`, seconds. The default
-    /// reaches 120 s because AI endpoints are slow.
+    /// Histogram buckets of `loadspec_http_request_duration_seconds` and
+    /// `loadspec_iteration_duration_seconds`, seconds. The default (see
+    /// [`crate::exposition::buckets`]) resolves a p95 within 10 % from 5 ms to 10 s and reaches
+    /// 120 s because AI endpoints are slow. The SLA latencies are always added as edges.
     pub buckets: Vec<f64>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
-            buckets: vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
-                120.0,
-            ],
+            buckets: crate::exposition::buckets::DEFAULT.to_vec(),
         }
     }
 }
@@ -276,4 +297,23 @@ pub struct DataConfig {
     pub file: PathBuf,
     #[serde(default)]
     pub mode: DataMode,
+}
+
+#[cfg(test)]
+mod latency_bucket_tests {
+    use super::*;
+
+    #[test]
+    fn every_sla_latency_becomes_an_edge_once() {
+        let mut raw = RawConfig::default();
+        raw.metrics.buckets = vec![0.5, 1.0, 2.5];
+        raw.sla.latency_p95 = Duration::from_millis(1805);
+        raw.sla.latency_p99 = Some(Duration::from_millis(2500));
+        raw.experiment.search.latency_p95 = Some(Duration::from_millis(300));
+        assert_eq!(raw.latency_buckets(), vec![0.3, 0.5, 1.0, 1.805, 2.5]);
+        // The default config: its 2 s SLA is already an edge of the default buckets.
+        let d = RawConfig::default();
+        assert_eq!(d.metrics.buckets, crate::exposition::buckets::DEFAULT);
+        assert_eq!(d.latency_buckets(), crate::exposition::buckets::DEFAULT);
+    }
 }

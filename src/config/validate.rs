@@ -889,6 +889,19 @@ fn step(
                 "conflicts with an Authorization header; give one of them",
             );
         }
+        // `Bearer ` with nothing after it is sent without complaint by every client and
+        // fails every request; an empty value is almost always an unset or empty variable.
+        let probe = Template::parse(tok, Escape::None, |n| vars.resolve(n)).ok();
+        if probe
+            .as_ref()
+            .and_then(|t| t.as_static())
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            errs.add(
+                field.clone(),
+                "is empty after substitution; set the token (or its environment variable) or remove bearer_token",
+            );
+        }
         header_srcs.push(("authorization".into(), format!("Bearer {tok}"), field));
     }
     for (k, v, field) in header_srcs {
@@ -1025,7 +1038,7 @@ fn step(
 }
 
 /// Read a CSV (with a header row) or JSON (array of objects) file of rows.
-fn load_data(
+pub(crate) fn load_data(
     d: &DataConfig,
     path: &str,
     base_dir: &Path,

@@ -27,6 +27,8 @@ pub struct Outcome {
     /// The scenario the analysis is about.
     pub scenario: String,
     pub stages: Vec<StageSummary>,
+    /// Sweep and search: per stage (same order), why it broke the SLA, `None` when it held.
+    pub stage_verdicts: Vec<Option<String>>,
     pub totals: Vec<ScenarioTotals>,
     pub elapsed: Duration,
     pub interrupted: bool,

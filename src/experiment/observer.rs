@@ -129,7 +129,6 @@ pub async fn observe(
         settle,
     } = w;
     let name = ctx.scenario.name.clone();
-    let mut prev_stage: Option<String> = None;
     for st in ctx.scenario.schedule.stages() {
         let stage_start = instant_after(t0, st.start);
         let stage_end = instant_after(stage_start, st.duration);
@@ -143,18 +142,11 @@ pub async fn observe(
             // instead of reporting empty windows for them.
             continue;
         }
-        if let Some(p) = prev_stage.take() {
-            let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
-        }
+        metrics.set_stage(&name, Some(&st.name));
         metrics
             .stage_index
             .with_label_values(&[&name])
             .set(st.index as i64);
-        metrics
-            .stage_info
-            .with_label_values(&[&name, &st.name])
-            .set(1);
-        prev_stage = Some(st.name.clone());
         tracing::info!(scenario = %name, stage = %st.name, vus = st.vus, rate = ?st.rate,
             duration = %humantime::format_duration(st.duration), "stage started");
         let settle = settle.min(st.duration / 2);
@@ -251,9 +243,8 @@ pub async fn observe(
         }
     }
     // No stage runs any more: the stage series go, so a query over Prometheus (`loadspec
-    // analyze`) sees where the last stage ended instead of an idle tail.
-    if let Some(p) = prev_stage {
-        let _ = metrics.stage_info.remove_label_values(&[&name, &p]);
-    }
+    // analyze`) sees where the last stage ended instead of an idle tail, and a sweep's next
+    // run sets its own.
+    metrics.set_stage(&name, None);
     let _ = metrics.stage_index.remove_label_values(&[&name]);
 }

@@ -1,6 +1,7 @@
 //! Running a plan: every scenario's executor and stage observer side by side, a progress line
 //! every few seconds, and the results when all scenarios end (or the run is stopped).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +15,7 @@ use crate::config::Settings;
 use crate::containers::SnapshotRx;
 use crate::load::executor::{self, Stop};
 use crate::load::plan::Shard;
-use crate::load::vu::ScenarioCtx;
+use crate::load::vu::{RequestTotals, ScenarioCtx};
 use crate::metrics::LoadMetrics;
 
 /// What a plan run needs besides its settings.
@@ -25,6 +26,8 @@ pub struct Runtime {
     pub shard: Shard,
     /// Summaries published as stages end, for /report and the API.
     pub live: Arc<Mutex<Vec<StageSummary>>>,
+    /// Progress bars at a terminal, log lines elsewhere, nothing under `--quiet`.
+    pub progress: super::progress::Display,
     /// The common wall-clock start of a sharded run (plan mode, first run only).
     pub origin: Option<crate::config::start::StartAt>,
 }
@@ -40,7 +43,9 @@ pub struct ScenarioTotals {
     pub data_sent_bytes: u64,
     pub data_received_bytes: u64,
     pub latency: LatencySummary,
-    pub status: std::collections::BTreeMap<String, u64>,
+    pub status: BTreeMap<String, u64>,
+    /// The same counts per request (step), setup steps first.
+    pub per_request: Vec<RequestTotals>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,9 +132,10 @@ pub async fn run_plan(
         start,
         total,
         settings.raw.log.progress_interval,
+        rt.progress,
     );
     tracker.wait().await;
-    progress.cancel();
+    progress.stop().await;
     let mut stages = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     let order = |n: &str| settings.scenarios.iter().position(|s| s.name == n);
     stages.sort_by_key(|s| (order(&s.scenario), s.stage_index));
@@ -187,12 +193,24 @@ impl ScenarioTotals {
         self.dropped_iterations -= base.dropped_iterations;
         self.data_sent_bytes -= base.data_sent_bytes;
         self.data_received_bytes -= base.data_received_bytes;
-        for (k, v) in self.status.iter_mut() {
-            *v -= base.status.get(k).copied().unwrap_or(0);
+        sub_counts(&mut self.status, &base.status);
+        for (r, b) in self.per_request.iter_mut().zip(&base.per_request) {
+            r.requests -= b.requests;
+            r.failed_checks -= b.failed_checks;
+            r.responses -= b.responses;
+            r.latency_sum_seconds -= b.latency_sum_seconds;
+            sub_counts(&mut r.status, &b.status);
         }
-        self.status.retain(|_, v| *v > 0);
         self
     }
+}
+
+/// `now - base` per key, keeping only keys that moved.
+fn sub_counts(now: &mut BTreeMap<String, u64>, base: &BTreeMap<String, u64>) {
+    for (k, v) in now.iter_mut() {
+        *v -= base.get(k).copied().unwrap_or(0);
+    }
+    now.retain(|_, v| *v > 0);
 }
 
 fn snapshot_counters(ctxs: &[Arc<ScenarioCtx>]) -> Vec<ScenarioTotals> {
@@ -209,6 +227,7 @@ fn snapshot_counters(ctxs: &[Arc<ScenarioCtx>]) -> Vec<ScenarioTotals> {
                 data_received_bytes: c.metrics.data_received.get(),
                 latency: c.latency.total(),
                 status: c.counts(),
+                per_request: c.request_totals(),
             }
         })
         .collect()

@@ -65,7 +65,9 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
         };
         st.stage_index = trial;
         trial += 1;
-        match verdict(&st, &sla, group) {
+        let broken = verdict(&st, &sla, group);
+        out.stage_verdicts.push(broken.clone());
+        match broken {
             None => {
                 out.notes.push(format!(
                     "{cpus} cpus: passes (p95 {:.0} ms, errors {:.2}%, {:.1} TPS)",

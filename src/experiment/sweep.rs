@@ -149,6 +149,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
             }
         }
         out.stages.push(st);
+        out.stage_verdicts.push(broken.clone());
         if broken.is_some() && cfg.stop_on_break {
             break;
         }

@@ -118,17 +118,20 @@ impl Buckets {
     pub fn new(bounds: &[f64]) -> Self {
         let le = bounds
             .iter()
-            .map(|b| {
-                let mut v = Vec::new();
-                text::write_f64(&mut v, *b);
-                format!("le=\"{}\"", String::from_utf8_lossy(&v))
-            })
+            .map(|b| format!("le=\"{}\"", le_value(*b)))
             .collect();
         Self {
             bounds: bounds.into(),
             le,
         }
     }
+}
+
+/// A bucket bound as its `le` label value reads in the exposition (`2`, `0.25`, `1.805`).
+pub fn le_value(bound: f64) -> String {
+    let mut v = Vec::new();
+    text::write_f64(&mut v, bound);
+    String::from_utf8_lossy(&v).into_owned()
 }
 
 struct HistCore {
@@ -189,6 +192,87 @@ impl Metric for Histogram {
     }
 }
 
+/// Seconds the [`WindowMax`] looks back: the current second and the ones before it.
+pub const MAX_WINDOW_SECS: u64 = 10;
+
+/// A slot packs the second it belongs to (low 24 bits) above the value in microseconds + 1
+/// (40 bits; 0 means empty), so a slot is reset and raised in one compare-and-swap.
+const VALUE_BITS: u32 = 40;
+const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
+const EPOCH_MASK: u64 = (1 << 24) - 1;
+
+/// Seconds since the first use in this process: the clock of every [`WindowMax`].
+fn now_secs() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+}
+
+/// The highest value observed in the last [`MAX_WINDOW_SECS`] seconds, with microsecond
+/// resolution: one slot per second, a ring of them. Recording is one compare-and-swap on
+/// the current second's slot; a scrape takes the maximum of the slots still in the window,
+/// and writes no sample at all when nothing was observed in it (no response is "no data",
+/// not a maximum of 0).
+#[derive(Clone, Default)]
+pub struct WindowMax(Arc<[AtomicU64; MAX_WINDOW_SECS as usize]>);
+
+impl WindowMax {
+    pub fn observe(&self, secs: f64) {
+        self.observe_at(secs, now_secs());
+    }
+
+    fn observe_at(&self, secs: f64, now: u64) {
+        if secs.is_nan() || secs < 0.0 {
+            return;
+        }
+        let us = ((secs * 1e6) as u64).saturating_add(1).min(VALUE_MASK);
+        let epoch = now & EPOCH_MASK;
+        let slot = &self.0[(now % MAX_WINDOW_SECS) as usize];
+        let _ = slot.fetch_update(Relaxed, Relaxed, |cur| {
+            // A slot from an older second starts afresh; the current one only rises.
+            let held = if cur >> VALUE_BITS == epoch {
+                cur & VALUE_MASK
+            } else {
+                0
+            };
+            (us > held).then_some(epoch << VALUE_BITS | us)
+        });
+    }
+
+    /// The maximum in the window, in seconds; `None` when nothing was observed in it.
+    pub fn get(&self) -> Option<f64> {
+        self.get_at(now_secs())
+    }
+
+    fn get_at(&self, now: u64) -> Option<f64> {
+        self.0
+            .iter()
+            .map(|s| s.load(Relaxed))
+            .filter(|v| {
+                let age = (now & EPOCH_MASK).wrapping_sub(v >> VALUE_BITS) & EPOCH_MASK;
+                v & VALUE_MASK != 0 && age < MAX_WINDOW_SECS
+            })
+            .map(|v| v & VALUE_MASK)
+            .max()
+            .map(|us| (us - 1) as f64 / 1e6)
+    }
+}
+
+impl Metric for WindowMax {
+    const TYPE: &'static str = "gauge";
+    type Config = ();
+    fn create(_: &()) -> Self {
+        Self::default()
+    }
+    fn encode(&self, _: &(), name: &str, labels: &str, out: &mut Vec<u8>) {
+        if let Some(v) = self.get() {
+            text::sample(out, name, "", labels, "", Value::Float(v));
+        }
+    }
+}
+
 struct Child<M> {
     labels: String,
     metric: M,
@@ -242,6 +326,14 @@ impl<M: Metric> Family<M> {
         let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
         let mut w = self.children.write().unwrap_or_else(|e| e.into_inner());
         w.remove(&key).is_some()
+    }
+
+    /// Keep only the members whose label values pass `keep`.
+    pub fn retain(&self, keep: impl Fn(&[String]) -> bool) {
+        self.children
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
     }
 
     /// Stop exposing every member (for info series where only the latest may be 1).
@@ -325,6 +417,37 @@ mod tests {
         assert_eq!(expose(&g), "", "a family without members writes nothing");
         g.with_label_values(&[]).set(0.125);
         assert_eq!(expose(&g), "# HELP g G.\n# TYPE g gauge\ng 0.125\n");
+    }
+
+    #[test]
+    fn window_max_covers_the_last_ten_seconds_and_is_absent_when_empty() {
+        let m = WindowMax::default();
+        assert_eq!(m.get_at(100), None, "nothing observed: no value, not 0");
+        m.observe_at(0.25, 100);
+        m.observe_at(1.5, 100);
+        m.observe_at(0.75, 100);
+        m.observe_at(0.5, 103);
+        assert_eq!(m.get_at(103), Some(1.5));
+        // 1.5 s was seen at second 100: in the window up to second 109, gone at 110.
+        assert_eq!(m.get_at(109), Some(1.5));
+        assert_eq!(m.get_at(110), Some(0.5));
+        assert_eq!(m.get_at(113), None);
+        // A slot reused ten seconds later starts afresh instead of keeping the old maximum.
+        m.observe_at(0.001, 110);
+        assert_eq!(m.get_at(110), Some(0.5));
+        assert_eq!(m.get_at(113), Some(0.001));
+        // Microsecond resolution, and NaN or negative values are ignored.
+        m.observe_at(f64::NAN, 113);
+        m.observe_at(-1.0, 113);
+        m.observe_at(0.000_002, 120);
+        assert_eq!(m.get_at(120), Some(0.000_002));
+        let f: Family<WindowMax> = Family::new("m_seconds", "M.", &["s"], ());
+        f.with_label_values(&["a"]).observe(0.125);
+        f.with_label_values(&["b"]);
+        assert_eq!(
+            expose(&f),
+            "# HELP m_seconds M.\n# TYPE m_seconds gauge\nm_seconds{s=\"a\"} 0.125\n"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::FailureReason;
-use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram};
+use crate::exposition::family::{Counter, Family, Gauge, GaugeF, Histogram, WindowMax};
 
 /// Where a scenario gets its handles from.
 pub trait Meters {
@@ -36,6 +36,7 @@ const CODES: usize = 500;
 /// reason, and checks.
 pub struct StepMetrics {
     pub duration: Histogram,
+    duration_max: WindowMax,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
     scenario: String,
@@ -46,13 +47,14 @@ pub struct StepMetrics {
 }
 
 impl StepMetrics {
+    /// `duration` is the latency histogram and the windowed maximum of the same latencies;
     /// `codes` is the family of responses by status code (labels scenario, request, code);
     /// `failure` gives the counter of each [`FailureReason`], created now so `rate()` works
     /// from the start.
     pub fn new(
         scenario: &str,
         request: &str,
-        duration: Histogram,
+        (duration, duration_max): (Histogram, WindowMax),
         codes: Arc<Family<Counter>>,
         failure: impl FnMut(FailureReason) -> Counter,
         check_pass: Counter,
@@ -60,6 +62,7 @@ impl StepMetrics {
     ) -> Self {
         Self {
             duration,
+            duration_max,
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: codes,
             scenario: scenario.to_string(),
@@ -68,6 +71,12 @@ impl StepMetrics {
             check_pass,
             check_fail,
         }
+    }
+
+    /// Record the latency of a response: the histogram and the windowed maximum.
+    pub fn latency(&self, secs: f64) {
+        self.duration.observe(secs);
+        self.duration_max.observe(secs);
     }
 
     /// Count a response with this status.

@@ -150,6 +150,20 @@ fn valid_header_value(s: &str) -> bool {
     s.bytes().all(|b| (b >= 32 && b != 127) || b == b'\t')
 }
 
+/// One request's (step's) counters: completed requests, failed checks, status mix, and the
+/// latency sum of its responses (from its Prometheus histogram; percentiles per request are
+/// not kept, only per scenario).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RequestTotals {
+    pub request: String,
+    pub requests: u64,
+    pub failed_checks: u64,
+    pub status: std::collections::BTreeMap<String, u64>,
+    /// Requests that got a response (the latency sum covers these).
+    pub responses: u64,
+    pub latency_sum_seconds: f64,
+}
+
 /// Everything the VUs of one scenario share, read-only except for atomics.
 pub struct ScenarioCtx {
     pub scenario: ScenarioRef,
@@ -237,6 +251,28 @@ impl ScenarioCtx {
             s.metrics.counts(&mut m);
         }
         m
+    }
+
+    /// Per-request counters so far (setup steps first), for the per-request figures of the
+    /// end-of-run summary.
+    pub fn request_totals(&self) -> Vec<RequestTotals> {
+        self.setup
+            .iter()
+            .chain(&self.steps)
+            .map(|s| {
+                let mut status = std::collections::BTreeMap::new();
+                s.metrics.counts(&mut status);
+                let failed_checks = s.metrics.check_fail.get();
+                RequestTotals {
+                    request: s.step.name.clone(),
+                    requests: s.metrics.check_pass.get() + failed_checks,
+                    failed_checks,
+                    status,
+                    responses: s.metrics.duration.get_sample_count(),
+                    latency_sum_seconds: s.metrics.duration.get_sample_sum(),
+                }
+            })
+            .collect()
     }
 
     /// (completed requests, failed checks) so far.
@@ -404,7 +440,7 @@ impl ScenarioCtx {
             Ok(resp) => {
                 vu.backoff = std::time::Duration::ZERO;
                 self.metrics.data_received.inc_by(resp.received);
-                s.metrics.duration.observe(elapsed.as_secs_f64());
+                s.metrics.latency(elapsed.as_secs_f64());
                 self.latency.record(elapsed);
                 s.metrics.response(resp.status);
                 let ok = step.expect.accepts(resp.status) && capture(step, &resp, vu);

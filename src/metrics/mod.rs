@@ -13,14 +13,15 @@
 
 pub mod containers;
 pub mod model;
+pub mod process;
 
 pub use crate::exposition::{family, text};
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use prometheus::Registry;
 
-use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram};
+use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram, WindowMax};
 use self::text::Expose;
 use crate::sla::{PricesConfig, SlaConfig};
 
@@ -34,11 +35,12 @@ const S: &[&str] = &["scenario"];
 /// by [`Expose`]; `registry` holds the rest (the process collector and the model gauges).
 pub struct LoadMetrics {
     pub registry: Registry,
-    duration: Family<Histogram>,
+    /// Rebuilt by [`LoadMetrics::set_buckets`] when the buckets change.
+    latency: RwLock<Arc<Latency>>,
+    duration_max: Family<WindowMax>,
     requests: Arc<Family<Counter>>,
     failures: Family<Counter>,
     checks: Family<Counter>,
-    iteration_duration: Family<Histogram>,
     vus: Family<Gauge>,
     vus_target: Family<Gauge>,
     arrival_rate_target: Family<GaugeF>,
@@ -47,9 +49,10 @@ pub struct LoadMetrics {
     data_sent: Family<Counter>,
     data_received: Family<Counter>,
     pub stage_index: Family<Gauge>,
-    pub stage_info: Family<Gauge>,
+    stage_info: Family<Gauge>,
     run_info: Family<Gauge>,
     sla_latency: Family<GaugeF>,
+    sla_latency_bucket: Family<Gauge>,
     sla_error_ratio: Family<GaugeF>,
     sla_cpu: Family<GaugeF>,
     price_vcpu: Family<GaugeF>,
@@ -79,20 +82,22 @@ impl LoadMetrics {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
         {
-            let _ = r.register(Box::new(
+            // Its whole-second CPU counter is replaced by `process::ProcessCpu` in `expose`.
+            let _ = r.register(Box::new(process::WithoutCpu(
                 prometheus::process_collector::ProcessCollector::for_self(),
-            ));
+            )));
         }
         let config_reload_ok_family: Family<Gauge> = single(
             "loadspec_config_last_reload_successful",
             "1 if the last config (re)load was valid.",
         );
         Self {
-            duration: Family::new(
-                "loadspec_http_request_duration_seconds",
-                "Time from the (intended) send to the last response byte, responses only.",
+            latency: RwLock::new(Arc::new(Latency::new(buckets))),
+            duration_max: Family::new(
+                "loadspec_http_request_duration_max_seconds",
+                "Highest latency of the responses completed in the last 10 s (no sample while none did).",
                 SR,
-                Buckets::new(buckets),
+                (),
             ),
             requests: Arc::new(Family::new(
                 "loadspec_http_requests_total",
@@ -111,12 +116,6 @@ impl LoadMetrics {
                 "One check per completed request: expected status and captures.",
                 &["scenario", "request", "result"],
                 (),
-            ),
-            iteration_duration: Family::new(
-                "loadspec_iteration_duration_seconds",
-                "Duration of whole iterations (all steps, without think time).",
-                S,
-                Buckets::new(buckets),
             ),
             vus: Family::new("loadspec_vus", "VUs running iterations now.", S, ()),
             vus_target: Family::new(
@@ -174,6 +173,12 @@ impl LoadMetrics {
                 &["target_quantile"],
                 (),
             ),
+            sla_latency_bucket: Family::new(
+                "loadspec_sla_latency_bucket_info",
+                "1 for each latency SLA: edge is the le of the duration histograms' bucket at its threshold.",
+                &["target_quantile", "edge"],
+                (),
+            ),
             sla_error_ratio: single(
                 "loadspec_sla_error_ratio",
                 "Highest acceptable error ratio.",
@@ -202,17 +207,49 @@ impl LoadMetrics {
         }
     }
 
-    /// Export the SLA and prices so rules compare against the config.
+    /// Use these latency buckets (`RawConfig::latency_buckets`: with the SLA edges) and export
+    /// the SLA and prices. Call it with each (re)loaded config, between runs.
+    pub fn configure(&self, buckets: &[f64], sla: &SlaConfig, prices: &PricesConfig) {
+        self.set_buckets(buckets);
+        self.set_sla(sla, prices);
+    }
+
+    /// Give the latency histograms these bounds. When they differ from the current ones the
+    /// families start afresh (Prometheus' `rate()` reads that as a counter reset); handles
+    /// taken before keep recording into the old ones, so call it between runs.
+    pub fn set_buckets(&self, bounds: &[f64]) {
+        let mut l = self.latency.write().unwrap_or_else(|e| e.into_inner());
+        if l.bounds != bounds {
+            *l = Arc::new(Latency::new(bounds));
+        }
+    }
+
+    fn latency(&self) -> Arc<Latency> {
+        self.latency
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Export the SLA and prices so rules compare against the config. The latency SLAs are
+    /// also exported as the `le` of their bucket (label `edge`: promtool rejects an `le`
+    /// label outside a histogram), which [`LoadMetrics::configure`] is given as
+    /// an edge, so rules read the exact count of responses within each.
     pub fn set_sla(&self, sla: &SlaConfig, prices: &PricesConfig) {
-        self.sla_latency
-            .with_label_values(&["0.95"])
-            .set(sla.latency_p95.as_secs_f64());
-        if let Some(p99) = sla.latency_p99 {
-            self.sla_latency
-                .with_label_values(&["0.99"])
-                .set(p99.as_secs_f64());
-        } else {
-            let _ = self.sla_latency.remove_label_values(&["0.99"]);
+        self.sla_latency_bucket.clear();
+        for (q, d) in [("0.95", Some(sla.latency_p95)), ("0.99", sla.latency_p99)] {
+            match d {
+                Some(d) => {
+                    let secs = crate::exposition::buckets::secs(d);
+                    self.sla_latency.with_label_values(&[q]).set(secs);
+                    self.sla_latency_bucket
+                        .with_label_values(&[q, &family::le_value(secs)])
+                        .set(1);
+                }
+                None => {
+                    let _ = self.sla_latency.remove_label_values(&[q]);
+                }
+            }
         }
         for (g, v) in [
             (&self.sla_error_ratio, sla.error_ratio),
@@ -221,6 +258,16 @@ impl LoadMetrics {
             (&self.price_mem, prices.memory_gib_hour),
         ] {
             g.with_label_values(&[]).set(v);
+        }
+    }
+
+    /// Make `stage` the only active stage of `scenario` in `loadspec_stage_info` (none with
+    /// `None`): every other stage of the scenario, from this run or an earlier one (a sweep
+    /// runs one plan per VU count), is removed, so dashboards annotate one stage at a time.
+    pub fn set_stage(&self, scenario: &str, stage: Option<&str>) {
+        self.stage_info.retain(|l| l[0] != scenario);
+        if let Some(stage) = stage {
+            self.stage_info.with_label_values(&[scenario, stage]).set(1);
         }
     }
 }
@@ -236,16 +283,20 @@ impl Meters for LoadMetrics {
             iterations: self.iterations.with_label_values(&l),
             data_sent: self.data_sent.with_label_values(&l),
             data_received: self.data_received.with_label_values(&l),
-            iteration_duration: self.iteration_duration.with_label_values(&l),
+            iteration_duration: self.latency().iteration.with_label_values(&l),
         }
     }
 
     fn step(&self, scenario: &str, request: &str) -> StepMetrics {
         // Create the pass/fail and failure series up front so rate() works from the start.
+        let l = [scenario, request];
         StepMetrics::new(
             scenario,
             request,
-            self.duration.with_label_values(&[scenario, request]),
+            (
+                self.latency().duration.with_label_values(&l),
+                self.duration_max.with_label_values(&l),
+            ),
             Arc::clone(&self.requests),
             |r| {
                 self.failures
@@ -260,7 +311,8 @@ impl Meters for LoadMetrics {
 impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
-        let families: [&dyn Expose; 22] = [
+        let latency = self.latency();
+        let families: [&dyn Expose; 24] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -268,15 +320,17 @@ impl Expose for LoadMetrics {
             &self.data_received,
             &self.data_sent,
             &self.dropped,
-            &self.duration,
+            &self.duration_max,
+            &latency.duration,
             &self.failures,
             &*self.requests,
-            &self.iteration_duration,
+            &latency.iteration,
             &self.iterations,
             &self.price_mem,
             &self.price_vcpu,
             &self.sla_cpu,
             &self.sla_error_ratio,
+            &self.sla_latency_bucket,
             &self.sla_latency,
             &self.run_info,
             &self.stage_index,
@@ -287,5 +341,137 @@ impl Expose for LoadMetrics {
         for f in families {
             f.expose(out);
         }
+        process::ProcessCpu.expose(out);
+    }
+}
+
+/// The latency histogram families, which share one set of buckets.
+struct Latency {
+    bounds: Vec<f64>,
+    duration: Family<Histogram>,
+    iteration: Family<Histogram>,
+}
+
+impl Latency {
+    fn new(bounds: &[f64]) -> Self {
+        Self {
+            bounds: bounds.to_vec(),
+            duration: Family::new(
+                "loadspec_http_request_duration_seconds",
+                "Time from the (intended) send to the last response byte, responses only.",
+                SR,
+                Buckets::new(bounds),
+            ),
+            iteration: Family::new(
+                "loadspec_iteration_duration_seconds",
+                "Duration of whole iterations (all steps, without think time).",
+                S,
+                Buckets::new(bounds),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::exposition::buckets;
+
+    fn scrape(m: &LoadMetrics) -> String {
+        let mut out = Vec::new();
+        m.expose(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// What a step and the exporter bench's 20 × 5 plan cost `/metrics` with the default
+    /// buckets (docs/observability.md quotes these figures).
+    #[test]
+    fn series_per_step_with_the_default_buckets() {
+        let bounds = buckets::DEFAULT;
+        assert_eq!(bounds.len(), 43, "update docs/observability.md");
+        let (sla, prices) = (SlaConfig::default(), PricesConfig::default());
+        let count = |m: &LoadMetrics| {
+            let t = scrape(m);
+            (t.lines().filter(|l| !l.starts_with('#')).count(), t.len())
+        };
+        let m = LoadMetrics::new(bounds);
+        m.configure(bounds, &sla, &prices);
+        let (base, _) = count(&m);
+        let step = m.step("s", "r");
+        step.response(200);
+        step.latency(0.1);
+        let (one, _) = count(&m);
+        // 43 buckets + +Inf + sum + count, the 10 s max, one status code, 5 failure reasons,
+        // 2 check results.
+        assert_eq!(one - base, 46 + 1 + 1 + 5 + 2);
+        let m = LoadMetrics::new(bounds);
+        m.configure(bounds, &sla, &prices);
+        for sc in 0..20 {
+            let name = format!("scenario-{sc:02}");
+            let _ = m.scenario(&name);
+            for r in 0..5 {
+                let step = m.step(&name, &format!("request-{r}"));
+                step.response(200);
+                step.latency(0.012345);
+            }
+        }
+        let (series, bytes) = count(&m);
+        eprintln!("20 scenarios x 5 requests: {series} series, {bytes} bytes");
+        assert!((6000..7000).contains(&series), "{series}");
+    }
+
+    #[test]
+    fn sla_latencies_are_bucket_edges_and_exported_with_their_le() {
+        let prices = PricesConfig::default();
+        let mut sla = SlaConfig {
+            latency_p95: Duration::from_millis(1805),
+            latency_p99: Some(Duration::from_secs(3)),
+            ..SlaConfig::default()
+        };
+        let edges = |sla: &SlaConfig| {
+            let e: Vec<f64> = [Some(sla.latency_p95), sla.latency_p99]
+                .into_iter()
+                .flatten()
+                .map(buckets::secs)
+                .collect();
+            buckets::with_edges(&[0.5, 1.0, 2.5], &e)
+        };
+        let m = LoadMetrics::new(&edges(&sla));
+        m.configure(&edges(&sla), &sla, &prices);
+        let step = m.step("s", "r");
+        step.latency(1.8);
+        step.latency(1.81);
+        step.latency(0.2);
+        let t = scrape(&m);
+        // The bucket at the p95 SLA counts exactly the responses within it: 2 of 3.
+        for line in [
+            r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="1.805"} 2"#,
+            r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="3"} 3"#,
+            r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",edge="1.805"} 1"#,
+            r#"loadspec_sla_latency_bucket_info{target_quantile="0.99",edge="3"} 1"#,
+            r#"loadspec_sla_latency_seconds{target_quantile="0.95"} 1.805"#,
+            r#"loadspec_http_request_duration_max_seconds{scenario="s",request="r"} 1.81"#,
+        ] {
+            assert!(t.lines().any(|l| l == line), "no {line} in:\n{t}");
+        }
+        // A reload with another SLA: new edges, the old info series gone, histograms afresh.
+        sla.latency_p95 = Duration::from_millis(700);
+        sla.latency_p99 = None;
+        m.configure(&edges(&sla), &sla, &prices);
+        let step = m.step("s", "r");
+        step.latency(0.6);
+        let t = scrape(&m);
+        assert!(
+            t.contains(r#"loadspec_http_request_duration_seconds_bucket{scenario="s",request="r",le="0.7"} 1"#),
+            "{t}"
+        );
+        assert!(!t.contains("le=\"1.805\""), "{t}");
+        assert!(!t.contains("target_quantile=\"0.99\""), "{t}");
+        assert!(
+            t.contains(r#"loadspec_sla_latency_bucket_info{target_quantile="0.95",edge="0.7"} 1"#),
+            "{t}"
+        );
     }
 }
