@@ -86,7 +86,9 @@ pub fn secrets(raw: &RawConfig) -> Vec<String> {
             literal.push(s.to_string());
         }
     });
-    for s in literal {
+    // A `${NAME}` is not itself a secret (its value was added above), and hiding it would
+    // hide which variable an error is about.
+    for s in literal.into_iter().filter(|s| !s.contains("${")) {
         // A header value such as `Bearer abc`: hide the whole value and its last word.
         if let Some(last) = s.split_whitespace().last().filter(|w| w.len() >= 4) {
             out.push(last.to_string());
