@@ -319,7 +319,14 @@ fn run(a: RunArgs) -> ExitCode {
             }
             ExitCode::FAILURE
         }
-        Ok(f) => ExitCode::from(f.verdict.map_or(0, |v| v.exit_code())),
+        Ok(f) => match f.aborted() {
+            // An aborted experiment judged nothing: a runtime failure, whatever the verdict.
+            Some(why) => {
+                eprintln!("error: experiment aborted: {why}");
+                ExitCode::FAILURE
+            }
+            None => ExitCode::from(f.verdict.map_or(0, |v| v.exit_code())),
+        },
         Err(e) => {
             tracing::error!(error = %e, "loadspec stopped with an error");
             eprintln!("error: {e}");

@@ -55,6 +55,13 @@ pub struct Finished {
     pub output_errors: Vec<String>,
 }
 
+impl Finished {
+    /// Why the last experiment was aborted, if it was: the process then exits non-zero.
+    pub fn aborted(&self) -> Option<&str> {
+        self.last.as_ref()?.0.aborted.as_deref()
+    }
+}
+
 fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) -> CapacityAnalysis {
     let mine: Vec<StageSummary> = stages
         .iter()
@@ -253,6 +260,10 @@ pub async fn run(
         run.ended = Some(std::time::SystemTime::now());
         run.notes = outcome.notes.clone();
         run.restored_limits = outcome.restored.clone();
+        if outcome.tested_spec.is_some() {
+            run.tested_spec = outcome.tested_spec.clone();
+        }
+        run.error = outcome.aborted.clone();
         if outcome.interrupted {
             run.notes
                 .push("the experiment was interrupted before its plan ended".into());
@@ -277,7 +288,9 @@ pub async fn run(
                 println!("  * {n}");
             }
         }
-        if settings.raw.reports.enabled && !outcome.stages.is_empty() {
+        // An aborted experiment writes its report even without stages: it is the error report.
+        if settings.raw.reports.enabled && (!outcome.stages.is_empty() || outcome.aborted.is_some())
+        {
             // File I/O on the blocking pool, off the async workers.
             let written = {
                 let (dir, run, stages, analysis) = (
@@ -323,7 +336,7 @@ pub async fn run(
         finished.last = Some((outcome, analysis));
         state.runs.fetch_add(1, Ordering::Relaxed);
         state.running.store(false, Ordering::Relaxed);
-        if exiting {
+        if exiting || outcome_aborted(&finished) {
             break 'runs;
         }
         if let Some(new) = pending.take() {
@@ -356,6 +369,10 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(finished)
+}
+
+fn outcome_aborted(f: &Finished) -> bool {
+    f.aborted().is_some()
 }
 
 /// Before an `on_finish = "exit"`: serve `/metrics` until one more scrape has taken the final

@@ -176,6 +176,7 @@ pub fn ground_truth(a: &DemoArgs, an: &CapacityAnalysis) -> String {
             "n/a".into()
         }
     };
+    let r2 = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{r:.3}"));
     let mut out =
         String::from("ground truth (what demo-target was configured to cost) vs fitted:\n");
     if let Some(f) = &an.models.cpu_per_tps {
@@ -189,22 +190,22 @@ pub fn ground_truth(a: &DemoArgs, an: &CapacityAnalysis) -> String {
     if let (Some(cpu), Some(tps)) = (&an.models.cpu, &an.models.tps) {
         let truth = c * tps.slope;
         out += &format!(
-            "  CPU per VU     : truth {truth:.3} cores ({:.1} ms × {:.1} TPS per VU)   fitted {:.3} cores ({}, R² {:.3})\n",
+            "  CPU per VU     : truth {truth:.3} cores ({:.1} ms × {:.1} TPS per VU)   fitted {:.3} cores ({}, R² {})\n",
             c * 1e3,
             tps.slope,
             cpu.slope,
             pct(cpu.slope, truth),
-            cpu.r2
+            r2(cpu.r2)
         );
     }
     match &an.models.memory {
         Some(f) => {
             out += &format!(
-                "  memory per VU  : truth {:.1} MiB per request in flight   fitted {:.1} MiB per VU ({}, R² {:.3})\n",
+                "  memory per VU  : truth {:.1} MiB per request in flight   fitted {:.1} MiB per VU ({}, R² {})\n",
                 mem_truth / 1048576.0,
                 f.slope / 1048576.0,
                 pct(f.slope, mem_truth),
-                f.r2
+                r2(f.r2)
             );
             out += &format!(
                 "  base memory    : truth {:.0} MiB + the runtime   fitted {:.1} MiB\n",

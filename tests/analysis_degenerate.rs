@@ -54,8 +54,9 @@ fn zero_tps_and_nan_everywhere() {
     let mut stages = good(4);
     for s in &mut stages {
         s.tps = 0.0;
-        s.latency.avg = f64::NAN;
-        s.latency.p95 = f64::INFINITY;
+        let l = s.latency.as_mut().expect("synthetic stages have latency");
+        l.avg = f64::NAN;
+        l.p95 = f64::INFINITY;
         s.containers[0].cpu_cores_avg = f64::NAN;
         s.groups.clear();
     }
@@ -63,6 +64,11 @@ fn zero_tps_and_nan_everywhere() {
     stages[1].vus = 0.0;
     let a = run(&stages);
     assert_eq!(a.points.len(), 2);
+    // Non-finite latencies are unknown, not 0 ms.
+    assert!(a
+        .points
+        .iter()
+        .all(|p| p.latency_avg.is_none() && p.latency_p95.is_none()));
     assert!(a.models.cpu.is_none() && a.models.tps.is_none());
     assert!(a.recommendations.is_empty());
     assert!(

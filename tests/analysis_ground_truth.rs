@@ -96,7 +96,7 @@ fn every_criterion_agrees_on_a_clean_saturation() {
     assert_eq!(a.knee.stage.as_deref(), Some("T4"));
     let cpu = a.models.cpu.as_ref().unwrap();
     assert!((cpu.slope - 0.25).abs() < 1e-9 && cpu.base.abs() < 1e-9);
-    assert!((cpu.r2 - 1.0).abs() < 1e-9);
+    assert!((cpu.r2.expect("R² of 3+ points") - 1.0).abs() < 1e-9);
     // Stages below the knee only: 1, 2 and 3 VUs.
     assert_eq!(a.models.fit_vus, vec![1.0, 2.0, 3.0]);
 }

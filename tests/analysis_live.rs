@@ -152,7 +152,7 @@ stop_on_break = false
             s.tps,
             g.cpu_cores_avg,
             g.memory_bytes_avg / MIB,
-            s.latency.p95 * 1e3
+            s.latency.as_ref().map_or(f64::NAN, |l| l.p95 * 1e3)
         );
     }
     let c_s = CPU_MS / 1e3;

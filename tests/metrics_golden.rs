@@ -70,8 +70,10 @@ think_time = "50ms"
 {request}"#,
         pid = std::process::id(),
         // No bearer token: the demo target answers every request 401, so the `code` label set
-        // is the same however many requests a loaded machine manages to send.
-        request = s3_request(None),
+        // is the same however many requests a loaded machine manages to send. The 401 is the
+        // expected answer here, so the requests count as successes and the per-TPS gauges
+        // (TPS counts successful requests only) have a TPS to divide by.
+        request = s3_request(None).replace("expect = [200]", "expect = [401]"),
     )
 }
 

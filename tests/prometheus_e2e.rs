@@ -178,6 +178,10 @@ listen = "127.0.0.1:{metrics_port}"
 base_url = "http://{target}"
 bearer_token = "e2e-secret-token"
 
+[reports]
+# Every repeated run would write a report into the checkout's reports/.
+enabled = false
+
 [lifecycle]
 # Keep the load going while the test queries Prometheus; the 30 s rate windows need it.
 on_finish = "repeat"

@@ -55,6 +55,13 @@ pub struct AnalysisConfig {
     pub burst_utilization: f64,
     /// Hours in a month for monthly cost (the seed uses 720).
     pub hours_per_month: f64,
+    /// Starved host: a stage whose host had less than this share of its CPUs idle, while the
+    /// container stayed below `sla.cpu_utilization` of its limit and was not throttled, was
+    /// held back by the host, not by its limit. 0 turns the check off.
+    pub starved_host_idle: f64,
+    /// Throttled seconds per second (CFS quota) from which a container counts as held by its
+    /// own limit, even when its average utilization is lower.
+    pub throttled_ratio: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -76,6 +83,8 @@ impl Default for AnalysisConfig {
             burst_factor: 3.0,
             burst_utilization: 0.95,
             hours_per_month: 720.0,
+            starved_host_idle: 0.1,
+            throttled_ratio: 0.05,
         }
     }
 }
@@ -161,6 +170,18 @@ impl AnalysisConfig {
             self.hours_per_month,
             1.0,
             744.0,
+        );
+        errs.check_range(
+            &format!("{path}.starved_host_idle"),
+            self.starved_host_idle,
+            0.0,
+            1.0,
+        );
+        errs.check_range(
+            &format!("{path}.throttled_ratio"),
+            self.throttled_ratio,
+            0.0,
+            1000.0,
         );
     }
 

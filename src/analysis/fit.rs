@@ -24,6 +24,9 @@ impl std::fmt::Display for FitMethod {
     }
 }
 
+/// Fewest points for which R² is reported.
+pub const MIN_R2_POINTS: usize = 3;
+
 /// One measured point and how far the line misses it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitPoint {
@@ -40,8 +43,9 @@ pub struct LinearFit {
     pub slope: f64,
     /// Coefficient of determination, 1 − SS_res / SS_tot. 1 when y does not vary and the line
     /// hits every point; can be negative for a through-origin line that fits worse than the
-    /// mean.
-    pub r2: f64,
+    /// mean. `None` (shown as "–") with fewer than [`MIN_R2_POINTS`] points: a line through one
+    /// or two points always "explains" them, so an R² there says nothing.
+    pub r2: Option<f64>,
     pub method: FitMethod,
     pub points: Vec<FitPoint>,
 }
@@ -92,7 +96,7 @@ fn finish(pts: &[(f64, f64)], base: f64, slope: f64, method: FitMethod) -> Linea
     LinearFit {
         base,
         slope,
-        r2,
+        r2: (points.len() >= MIN_R2_POINTS).then_some(r2),
         method,
         points,
     }
@@ -138,7 +142,7 @@ mod tests {
     fn exact_line_is_recovered() {
         let f = fit_linear(&[(1.0, 3.0), (2.0, 5.0), (3.0, 7.0)]).unwrap();
         assert!((f.base - 1.0).abs() < 1e-9 && (f.slope - 2.0).abs() < 1e-9);
-        assert!((f.r2 - 1.0).abs() < 1e-9);
+        assert!((f.r2.unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(f.method, FitMethod::LeastSquares);
         assert!(f.points.iter().all(|p| p.residual.abs() < 1e-9));
     }
@@ -154,7 +158,7 @@ mod tests {
             assert!((r - want).abs() < 1e-9, "{res:?}");
         }
         // SS_tot = 8/3, SS_res = 2/3 → R² = 0.75
-        assert!((f.r2 - 0.75).abs() < 1e-9);
+        assert!((f.r2.unwrap() - 0.75).abs() < 1e-9);
     }
 
     #[test]
@@ -167,6 +171,9 @@ mod tests {
         assert!(fit_linear(&[(0.0, 1.0), (0.0, 2.0)]).is_none());
         let same = fit_linear(&[(1.0, 2.0), (2.0, 2.0), (f64::INFINITY, 3.0)]).unwrap();
         assert_eq!(same.points.len(), 2);
-        assert!(same.slope.abs() < 1e-12 && (same.r2 - 1.0).abs() < 1e-12);
+        assert!(same.slope.abs() < 1e-12);
+        // Two points: any line through them fits, so no R² is claimed.
+        assert_eq!(same.r2, None);
+        assert_eq!(one.r2, None);
     }
 }

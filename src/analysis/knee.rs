@@ -97,7 +97,10 @@ fn tps_plateau(pts: &[StagePoint], frac: f64) -> Option<KneeSignal> {
 fn latency_bend(pts: &[StagePoint], threshold: f64) -> Option<KneeSignal> {
     let mut lowest = f64::INFINITY;
     pts.windows(2).find_map(|w| {
-        let (l0, l1) = (w[0].latency_avg, w[1].latency_avg);
+        let (l0, l1) = (
+            w[0].latency_avg.unwrap_or(0.0),
+            w[1].latency_avg.unwrap_or(0.0),
+        );
         if l0 > 0.0 {
             lowest = lowest.min(l0);
         }
@@ -138,9 +141,12 @@ fn cpu_utilization(pts: &[StagePoint], sla: &SlaConfig) -> Option<KneeSignal> {
     })
 }
 
-/// Knee of the stage points (sorted by VUs, as [`super::points::extract`] returns them).
+/// Knee of the stage points (sorted by VUs, as [`super::points::extract`] returns them). Stages
+/// with an [`super::points::Exclusion`] are left out: a dead target or a starved host would
+/// otherwise pass for a plateau. "Highest TPS" still counts every stage's successes.
 pub fn detect(points: &[StagePoint], sla: &SlaConfig, cfg: &AnalysisConfig) -> Knee {
-    let pts = merge_equal_vus(points);
+    let usable: Vec<StagePoint> = points.iter().filter(|p| p.usable()).cloned().collect();
+    let pts = merge_equal_vus(&usable);
     let signals: Vec<KneeSignal> = [
         tps_plateau(&pts, cfg.knee_tps_gain_fraction),
         latency_bend(&pts, cfg.knee_latency_elasticity),
@@ -155,7 +161,7 @@ pub fn detect(points: &[StagePoint], sla: &SlaConfig, cfg: &AnalysisConfig) -> K
         vus: knee_vus,
         stage: at_knee.first().map(|s| s.stage.clone()),
         triggered_by: at_knee.iter().map(|s| s.criterion).collect(),
-        max_tps: pts.iter().map(|p| p.tps).fold(0.0, f64::max),
+        max_tps: points.iter().map(|p| p.tps).fold(0.0, f64::max),
         signals,
     }
 }
@@ -189,12 +195,12 @@ pub fn sla_capacity(points: &[StagePoint], sla: &SlaConfig) -> SlaCapacity {
         .iter()
         .map(|p| {
             let mut reasons = Vec::new();
-            if p.latency_p95 > p95 {
-                reasons.push(format!("p95 {:.3} s > {p95} s", p.latency_p95));
+            if let Some(l) = p.latency_p95.filter(|l| *l > p95) {
+                reasons.push(format!("p95 {l:.3} s > {p95} s"));
             }
             if let Some(p99) = sla.latency_p99.map(|d| d.as_secs_f64()) {
-                if p.latency_p99 > p99 {
-                    reasons.push(format!("p99 {:.3} s > {p99} s", p.latency_p99));
+                if let Some(l) = p.latency_p99.filter(|l| *l > p99) {
+                    reasons.push(format!("p99 {l:.3} s > {p99} s"));
                 }
             }
             if p.error_ratio > sla.error_ratio {
@@ -214,7 +220,7 @@ pub fn sla_capacity(points: &[StagePoint], sla: &SlaConfig) -> SlaCapacity {
                 }
             }
             if p.tps <= 0.0 {
-                reasons.push("no responses".to_string());
+                reasons.push("no successful responses".to_string());
             }
             StageVerdict {
                 scenario: p.scenario.clone(),

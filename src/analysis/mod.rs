@@ -24,4 +24,7 @@ pub mod synthetic;
 
 pub use capacity::{analyze, CapacityAnalysis, TestedSpec};
 pub use config::AnalysisConfig;
-pub use summary::{LatencySummary, ResourceSummary, StageSummary};
+pub use summary::{
+    ContainerEvent, ContainerEventKind, HostCpu, LatencySummary, ResourceSummary, StageSummary,
+    TargetDown,
+};

@@ -52,6 +52,20 @@ pub struct RecommendationRow {
     pub extrapolated: bool,
     /// cpus is above `max_cpus`: one container should not be this big; scale out.
     pub exceeds_max_cpus: bool,
+    /// Set when the memory was raised because the tested spec was OOM-killed at these VUs or
+    /// fewer: says what was observed.
+    #[serde(default)]
+    pub oom_note: Option<String>,
+}
+
+/// A container of the tested spec was OOM-killed at `vus` VUs with `memory_limit_bytes`: no
+/// spec with that memory or less is recommended for `vus` or more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomFloor {
+    pub vus: f64,
+    pub memory_limit_bytes: u64,
+    pub container: String,
+    pub stage: String,
 }
 
 /// One spec of the cost table.
@@ -127,6 +141,8 @@ pub struct Sizer<'a> {
     pub cfg: &'a AnalysisConfig,
     /// Highest tested VUs, to flag extrapolation.
     pub max_tested_vus: f64,
+    /// The lowest VUs at which the tested memory limit was OOM-killed.
+    pub oom: Option<&'a OomFloor>,
 }
 
 fn round_up(v: f64, step: f64) -> f64 {
@@ -149,7 +165,32 @@ impl Sizer<'_> {
             cpus = round_up(min, self.cfg.cpus_step);
         }
         let step = self.cfg.memory_step as f64;
-        let memory_bytes = round_up(bytes * (1.0 + headroom), step) as u64;
+        let mut memory_bytes = round_up(bytes * (1.0 + headroom), step) as u64;
+        let mut oom_note = None;
+        if let Some(o) = self.oom.filter(|o| n >= o.vus && o.memory_limit_bytes > 0) {
+            // The model may say less, but the kill was measured: go one step above it.
+            let killed = o.memory_limit_bytes;
+            let floor = (((killed as f64) / step).floor() + 1.0) * step;
+            let raised = memory_bytes <= killed;
+            if raised {
+                memory_bytes = floor as u64;
+            }
+            oom_note = Some(format!(
+                "OOM-killed at {} VUs with {} ({}, stage {}){}",
+                trim_float(o.vus),
+                crate::units::format_bytes(killed as f64),
+                o.container,
+                o.stage,
+                if raised {
+                    format!(
+                        "; the model's {} raised above it",
+                        crate::units::format_bytes(round_up(bytes * (1.0 + headroom), step))
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
         let spec = Spec { cpus, memory_bytes };
         let expected_tps = self.models.tps.as_ref().map(|t| {
             let tps = t.predict(n).max(0.0);
@@ -170,6 +211,7 @@ impl Sizer<'_> {
             cost_per_tps_hour: per_tps(cost_per_hour, expected_tps),
             extrapolated: n > self.max_tested_vus,
             exceeds_max_cpus: self.cfg.max_cpus.is_some_and(|m| cpus > m),
+            oom_note,
         })
     }
 

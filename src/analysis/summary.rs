@@ -25,6 +25,10 @@ pub struct ResourceSummary {
     pub memory_utilization: f64,
     /// How many container samples fell into the window.
     pub samples: u64,
+    /// Seconds the container's tasks were throttled by its CPU quota per second of the window
+    /// (summed over its threads, so it can pass 1); 0 without a quota or data.
+    #[serde(default)]
+    pub cpu_throttled_ratio: f64,
 }
 
 /// One stage of one scenario, measured after the settle period.
@@ -43,9 +47,16 @@ pub struct StageSummary {
     pub window_seconds: f64,
     /// Completed requests (responses plus failures) in the window.
     pub requests: u64,
-    /// Responses per second in the window.
+    /// Successful requests (the expected status, checks passed) per second in the window: what
+    /// the models, the knee and "highest TPS" use.
     pub tps: f64,
-    pub latency: LatencySummary,
+    /// Every completed request (responses and failures) per second, shown next to `tps`, so a
+    /// stage of fast failures does not pass for throughput.
+    #[serde(default)]
+    pub request_rate: f64,
+    /// `None` (JSON `null`) when no response arrived in the window: a stage of timeouts or
+    /// refused connections has no latency, not a latency of 0.
+    pub latency: Option<LatencySummary>,
     /// Requests that got no response or an unexpected status.
     pub errors: u64,
     pub error_ratio: f64,
@@ -56,4 +67,74 @@ pub struct StageSummary {
     pub containers: Vec<ResourceSummary>,
     /// One row per group, CPU and memory summed over the group's containers at each sample.
     pub groups: Vec<ResourceSummary>,
+    /// OOM kills, restarts and exits of measured containers during the stage (settle
+    /// included), in the order they were seen.
+    #[serde(default)]
+    pub events: Vec<ContainerEvent>,
+    /// Set when the target stopped accepting connections during the stage.
+    #[serde(default)]
+    pub target_down: Option<TargetDown>,
+    /// The host's CPU during the window, to tell a starved host from a reached limit.
+    #[serde(default)]
+    pub host: Option<HostCpu>,
+}
+
+/// What happened to a measured container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerEventKind {
+    /// The kernel's OOM killer fired in the container's cgroup.
+    OomKill,
+    /// The container was started again (restart policy or by hand).
+    Restart,
+    /// The container stopped running (or vanished) without an OOM kill.
+    Exit,
+}
+
+impl std::fmt::Display for ContainerEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerEventKind::OomKill => "OOM kill",
+            ContainerEventKind::Restart => "restart",
+            ContainerEventKind::Exit => "exit",
+        })
+    }
+}
+
+/// One OOM kill, restart or exit, placed on its stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    pub container: String,
+    pub group: String,
+    pub kind: ContainerEventKind,
+    /// Seconds from the start of the stage to the sample that first showed it (the sampling
+    /// interval bounds how late that is).
+    pub at_seconds: f64,
+    /// Wall-clock time of that sample.
+    #[serde(with = "humantime_serde")]
+    pub at: Option<std::time::SystemTime>,
+    /// The container's memory limit at the time, bytes (0 = unknown).
+    pub memory_limit_bytes: u64,
+    /// The container's CPU limit at the time, cores (0 = unknown).
+    pub cpu_limit_cores: f64,
+}
+
+/// The target refused connections: from `from_seconds` (after the stage start) every request
+/// failed to connect and none got a response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetDown {
+    pub from_seconds: f64,
+    /// When responses came back, if they did within the stage.
+    pub back_at_seconds: Option<f64>,
+    /// Connect failures while it was down.
+    pub connect_failures: u64,
+}
+
+/// The host's CPU over a stage's window, from /proc/stat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCpu {
+    /// Idle (and I/O wait) share of all CPUs, 0..1.
+    pub idle_ratio: f64,
+    /// CPUs online.
+    pub cpus: u64,
 }

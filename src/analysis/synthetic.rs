@@ -82,6 +82,7 @@ impl SyntheticService {
                     memory_limit_bytes: self.memory_limit_bytes / k,
                     memory_utilization: mem / self.memory_limit_bytes,
                     samples: 30,
+                    cpu_throttled_ratio: 0.0,
                 };
                 let containers: Vec<ResourceSummary> = (0..self.containers.max(1))
                     .map(|c| row(format!("app-{c}")))
@@ -101,19 +102,23 @@ impl SyntheticService {
                     window_seconds: 30.0,
                     requests,
                     tps,
-                    latency: LatencySummary {
+                    request_rate: tps,
+                    latency: Some(LatencySummary {
                         avg: latency,
                         p50: latency * 0.95,
                         p95: latency * 1.4,
                         p99: latency * 1.8,
                         max: latency * 2.5,
-                    },
+                    }),
                     errors: 0,
                     error_ratio: 0.0,
                     status: [("200".to_string(), requests)].into_iter().collect(),
                     dropped_iterations: 0,
                     containers,
                     groups: vec![group],
+                    events: Vec::new(),
+                    target_down: None,
+                    host: None,
                 }
             })
             .collect()

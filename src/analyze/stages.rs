@@ -190,8 +190,18 @@ impl Reader<'_> {
             target_rate,
             window_seconds: d,
             requests,
-            tps: if d > 0.0 { requests as f64 / d } else { 0.0 },
-            latency,
+            // Successes per second, as the observer counts them; every request in the rate.
+            tps: if d > 0.0 {
+                (requests - errors.min(requests)) as f64 / d
+            } else {
+                0.0
+            },
+            request_rate: if d > 0.0 { requests as f64 / d } else { 0.0 },
+            // No response in the window: no latency (the buckets would read 0).
+            latency: status
+                .keys()
+                .any(|k| k.parse::<u16>().is_ok())
+                .then_some(latency),
             errors,
             error_ratio: if requests > 0 {
                 errors as f64 / requests as f64
@@ -202,6 +212,11 @@ impl Reader<'_> {
             dropped_iterations: dropped,
             containers,
             groups,
+            // Lifecycle events, a dead target and the host's idle CPU are seen by the observer
+            // only; Prometheus has no sample of them per stage.
+            events: Vec::new(),
+            target_down: None,
+            host: None,
         })
     }
 

@@ -144,6 +144,16 @@ impl LimitsControl {
             })
     }
 
+    /// CPUs of the engine's host (`docker info` NCPU): the most `--cpus` it accepts. Falls back
+    /// to this host's online CPUs when the engine does not say.
+    pub async fn engine_cpus(&self) -> Result<u64, ContainerError> {
+        let info = with_timeout("info", self.timeout, self.docker.info()).await?;
+        Ok(info
+            .ncpu
+            .filter(|n| *n > 0)
+            .map_or_else(host::online_cpus, |n| n as u64))
+    }
+
     /// The container's current limits as the engine reports them.
     pub async fn get(&self, name: &str) -> Result<Limits, ContainerError> {
         let h = self.host_config(name).await?;

@@ -112,6 +112,17 @@ pub fn render(
         let _ = writeln!(out, "    status.........: {}", mix.join(" "));
     }
     out.push('\n');
+    for a in &analysis.alerts {
+        let _ = writeln!(out, "  ! {a}");
+    }
+    if let Some(snippet) = &analysis.sweep_suggestion {
+        for l in snippet.lines() {
+            let _ = writeln!(out, "      {l}");
+        }
+    }
+    if !analysis.alerts.is_empty() {
+        out.push('\n');
+    }
     if !stages.is_empty() {
         for t in [
             tables::stages(stages, analysis),

@@ -7,6 +7,7 @@ pub mod plan;
 pub mod progress;
 pub mod search;
 pub mod sweep;
+pub mod watch;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ pub use crate::config::experiment as config;
 use crate::analysis::StageSummary;
 use crate::config::Settings;
 use crate::load::executor::Stop;
-use crate::report::RestoredLimits;
+use crate::report::{RestoredLimits, TestedLimits};
 use config::Mode;
 
 /// What any experiment produced.
@@ -35,8 +36,16 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Sweep: the most VUs that stayed within the SLA.
     pub max_vus_within_sla: Option<u64>,
-    /// Search: the cheapest passing (cpus, memory).
+    /// Search: the cheapest passing (cpus, memory), confirmed by a re-run.
     pub search_result: Option<(f64, Option<u64>)>,
+    /// Search: the winner's smallest margin to the SLA's p95 over its runs, (SLA − p95) ÷ SLA.
+    pub search_margin: Option<f64>,
+    /// The spec the experiment ran at, when the experiment set it (search: the winner, else
+    /// the last candidate tried).
+    pub tested_spec: Option<TestedLimits>,
+    /// Set when the experiment could not run to its end for a reason other than a drain (no
+    /// group, the engine refused a limit): the process exits non-zero and the report says why.
+    pub aborted: Option<String>,
     pub restored: Vec<RestoredLimits>,
 }
 

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::{ResourceSummary, StageSummary};
-use crate::containers::{Snapshot, SnapshotRx};
+use super::watch::{responses_and_connects, ContainerTracker, DownWatch};
+use crate::analysis::{ContainerEvent, HostCpu, LatencySummary, ResourceSummary, StageSummary};
+use crate::containers::{host, Snapshot, SnapshotRx};
 use crate::load::executor::Stop;
 use crate::load::vu::ScenarioCtx;
 use crate::metrics::LoadMetrics;
@@ -29,11 +30,16 @@ struct Acc {
     mem_max: f64,
     cpu_limit: f64,
     mem_limit: f64,
+    /// Cumulative throttled seconds at the first and the latest sample of the window.
+    throttled_first: Option<f64>,
+    throttled_last: f64,
     n: u64,
 }
 
 impl Acc {
-    fn add(&mut self, cpu: f64, mem: f64, cpu_limit: f64, mem_limit: f64) {
+    fn add(&mut self, cpu: f64, mem: f64, cpu_limit: f64, mem_limit: f64, throttled: f64) {
+        self.throttled_first.get_or_insert(throttled);
+        self.throttled_last = throttled;
         self.cpu_sum += cpu;
         self.cpu_max = self.cpu_max.max(cpu);
         self.mem_sum += mem;
@@ -43,7 +49,7 @@ impl Acc {
         self.n += 1;
     }
 
-    fn summary(&self, name: &str) -> ResourceSummary {
+    fn summary(&self, name: &str, window_seconds: f64) -> ResourceSummary {
         let n = self.n.max(1) as f64;
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         ResourceSummary {
@@ -58,6 +64,11 @@ impl Acc {
             memory_limit_bytes: self.mem_limit,
             memory_utilization: ratio(self.mem_sum / n, self.mem_limit),
             samples: self.n,
+            cpu_throttled_ratio: ratio(
+                (self.throttled_last - self.throttled_first.unwrap_or(self.throttled_last))
+                    .max(0.0),
+                window_seconds,
+            ),
         }
     }
 }
@@ -71,7 +82,7 @@ pub struct ResourceWindow {
 
 impl ResourceWindow {
     pub fn add(&mut self, snap: &Snapshot) {
-        let mut groups: HashMap<&str, (f64, f64, f64, f64)> = HashMap::new();
+        let mut groups: HashMap<&str, (f64, f64, f64, f64, f64)> = HashMap::new();
         for c in snap.containers.iter().filter(|c| c.up) {
             let mem = c.memory_usage_bytes as f64;
             let acc = self.containers.entry(c.name.clone()).or_default();
@@ -81,25 +92,77 @@ impl ResourceWindow {
                 mem,
                 c.cpu_limit_cores,
                 c.memory_limit_bytes as f64,
+                c.cpu_throttled_seconds_total,
             );
             let g = groups.entry(&c.group).or_default();
             g.0 += c.cpu_cores;
             g.1 += mem;
             g.2 += c.cpu_limit_cores;
             g.3 += c.memory_limit_bytes as f64;
+            g.4 += c.cpu_throttled_seconds_total;
         }
-        for (name, (cpu, mem, cl, ml)) in groups {
+        for (name, (cpu, mem, cl, ml, thr)) in groups {
             let acc = self.groups.entry(name.to_string()).or_default();
             acc.group = name.to_string();
-            acc.add(cpu, mem, cl, ml);
+            acc.add(cpu, mem, cl, ml, thr);
         }
     }
 
-    pub fn finish(&self) -> (Vec<ResourceSummary>, Vec<ResourceSummary>) {
+    /// Per-container and per-group rows; `window_seconds` turns throttled time into a rate.
+    pub fn finish(&self, window_seconds: f64) -> (Vec<ResourceSummary>, Vec<ResourceSummary>) {
         (
-            self.containers.iter().map(|(n, a)| a.summary(n)).collect(),
-            self.groups.iter().map(|(n, a)| a.summary(n)).collect(),
+            self.containers
+                .iter()
+                .map(|(n, a)| a.summary(n, window_seconds))
+                .collect(),
+            self.groups
+                .iter()
+                .map(|(n, a)| a.summary(n, window_seconds))
+                .collect(),
         )
+    }
+}
+
+/// Record the lifecycle changes `snap` shows, with a WARN line naming container and stage.
+fn note_events(
+    tracker: &mut ContainerTracker,
+    snap: &Snapshot,
+    into: &mut Vec<ContainerEvent>,
+    stage_start: Instant,
+    scenario: &str,
+    stage: &str,
+) {
+    for e in tracker.update(snap, stage_start.elapsed().as_secs_f64()) {
+        tracing::warn!(container = %e.container, group = %e.group, scenario, stage,
+            at = format!("+{:.1}s", e.at_seconds), memory_limit_bytes = e.memory_limit_bytes,
+            "container {}", e.kind);
+        into.push(e);
+    }
+}
+
+/// The counters at the start of a stage's window, which its summary subtracts.
+struct WindowStart {
+    counts0: BTreeMap<String, u64>,
+    n0: u64,
+    f0: u64,
+    dropped0: u64,
+    host0: Option<(u64, u64)>,
+    w0: Instant,
+}
+
+impl WindowStart {
+    /// Open the window now: latencies recorded from here on count for the stage.
+    fn now(ctx: &ScenarioCtx) -> Self {
+        ctx.latency.begin_window();
+        let (n0, f0) = ctx.totals();
+        Self {
+            counts0: ctx.counts(),
+            n0,
+            f0,
+            dropped0: ctx.metrics.dropped.get(),
+            host0: host::cpu_times(),
+            w0: Instant::now(),
+        }
     }
 }
 
@@ -129,6 +192,10 @@ pub async fn observe(
         settle,
     } = w;
     let name = ctx.scenario.name.clone();
+    let mut tracker = ContainerTracker::default();
+    let mut sampling = true;
+    // The baseline: kills and exits before the run are not this run's events.
+    tracker.update(&containers.borrow_and_update().clone(), 0.0);
     for st in ctx.scenario.schedule.stages() {
         let stage_start = instant_after(t0, st.start);
         let stage_end = instant_after(stage_start, st.duration);
@@ -150,35 +217,45 @@ pub async fn observe(
         tracing::info!(scenario = %name, stage = %st.name, vus = st.vus, rate = ?st.rate,
             duration = %humantime::format_duration(st.duration), "stage started");
         let settle = settle.min(st.duration / 2);
-        tokio::select! {
-            _ = sleep(settle) => {}
-            _ = done.cancelled() => {}
-            _ = stop.drain.cancelled() => break,
-        }
-        // The window.
-        ctx.latency.begin_window();
-        let counts0 = ctx.counts();
-        let (n0, f0) = ctx.totals();
-        let dropped0 = ctx.metrics.dropped.get();
-        let w0 = Instant::now();
-        let mut res = ResourceWindow::default();
-        containers.borrow_and_update();
-        let (mut vu_sum, mut vu_n) = (0.0, 0u64);
+        let mut down = DownWatch::default();
+        let mut events: Vec<ContainerEvent> = Vec::new();
+        // One loop over the whole stage: during the settle period nothing is measured yet, but
+        // container events and a dead target count for this stage all along.
+        let settle_end = Instant::now() + settle;
         let mut tick = tokio::time::interval(VU_SAMPLE);
-        let mut sampling = true;
+        let mut res = ResourceWindow::default();
+        let (mut vu_sum, mut vu_n) = (0.0, 0u64);
+        let mut start: Option<WindowStart> = None;
         let ended_early = loop {
+            let deadline = if start.is_none() {
+                settle_end
+            } else {
+                stage_end
+            };
             tokio::select! {
-                _ = sleep_until(stage_end) => break false,
+                _ = sleep_until(deadline) => {
+                    if start.is_some() {
+                        break false;
+                    }
+                    start = Some(WindowStart::now(&ctx));
+                }
                 _ = done.cancelled() => break true,
                 _ = stop.drain.cancelled() => break true,
                 _ = tick.tick() => {
-                    vu_sum += ctx.metrics.vus.get() as f64;
-                    vu_n += 1;
+                    if start.is_some() {
+                        vu_sum += ctx.metrics.vus.get() as f64;
+                        vu_n += 1;
+                    }
+                    let (r, c) = responses_and_connects(&ctx.counts());
+                    down.observe(stage_start.elapsed().as_secs_f64(), r, c);
                 }
                 r = containers.changed(), if sampling => {
                     if r.is_ok() {
                         let snap = containers.borrow_and_update().clone();
-                        res.add(&snap);
+                        if start.is_some() {
+                            res.add(&snap);
+                        }
+                        note_events(&mut tracker, &snap, &mut events, stage_start, &name, &st.name);
                     } else {
                         // No sampler (source = none) or it stopped: measure without it.
                         sampling = false;
@@ -186,18 +263,46 @@ pub async fn observe(
                 }
             }
         };
+        // Cut short before its window: nothing was measured.
+        let Some(WindowStart {
+            counts0,
+            n0,
+            f0,
+            dropped0,
+            host0,
+            w0,
+        }) = start
+        else {
+            break;
+        };
         let window = w0.elapsed().as_secs_f64();
         let latency = ctx.latency.end_window();
         let counts1 = ctx.counts();
         let (n1, f1) = ctx.totals();
+        let host = host0.zip(host::cpu_times()).and_then(|(a, b)| {
+            Some(HostCpu {
+                idle_ratio: host::idle_ratio(a, b)?,
+                cpus: host::online_cpus(),
+            })
+        });
+        let (r1, c1) = responses_and_connects(&counts1);
+        down.observe(stage_start.elapsed().as_secs_f64(), r1, c1);
         let status: BTreeMap<String, u64> = counts1
             .iter()
             .map(|(k, v)| (k.clone(), v - counts0.get(k).copied().unwrap_or(0)))
             .filter(|(_, v)| *v > 0)
             .collect();
+        let (responses, _) = responses_and_connects(&status);
         let requests = n1 - n0;
         let errors = f1 - f0;
-        let (containers_rows, groups) = res.finish();
+        let (containers_rows, groups) = res.finish(window);
+        let per_second = |n: u64| if window > 0.0 { n as f64 / window } else { 0.0 };
+        let target_down = down.finish();
+        if let Some(d) = &target_down {
+            tracing::warn!(scenario = %name, stage = %st.name, from = format!("+{:.1}s", d.from_seconds),
+                connect_failures = d.connect_failures,
+                "target refused connections in this stage; the stage is left out of the models");
+        }
         let s = StageSummary {
             scenario: name.clone(),
             stage_index: st.index,
@@ -210,12 +315,10 @@ pub async fn observe(
             target_rate: st.rate,
             window_seconds: window,
             requests,
-            tps: if window > 0.0 {
-                requests as f64 / window
-            } else {
-                0.0
-            },
-            latency,
+            tps: per_second(requests - errors),
+            request_rate: per_second(requests),
+            // No response, no latency: an empty histogram would read 0 ms.
+            latency: (responses > 0).then_some(latency),
             errors,
             error_ratio: if requests > 0 {
                 errors as f64 / requests as f64
@@ -226,11 +329,19 @@ pub async fn observe(
             dropped_iterations: ctx.metrics.dropped.get() - dropped0,
             containers: containers_rows,
             groups,
+            events,
+            target_down,
+            host,
+        };
+        let lat = |f: fn(&LatencySummary) -> f64| {
+            s.latency
+                .as_ref()
+                .map_or("–".to_string(), |l| format!("{:.1}", f(l) * 1e3))
         };
         tracing::info!(
             scenario = %name, stage = %s.stage, vus = format!("{:.1}", s.vus), requests = s.requests,
-            tps = format!("{:.1}", s.tps), avg_ms = format!("{:.1}", s.latency.avg * 1e3),
-            p95_ms = format!("{:.1}", s.latency.p95 * 1e3), max_ms = format!("{:.1}", s.latency.max * 1e3),
+            tps = format!("{:.1}", s.tps), request_rate = format!("{:.1}", s.request_rate),
+            avg_ms = lat(|l| l.avg), p95_ms = lat(|l| l.p95), max_ms = lat(|l| l.max),
             error_pct = format!("{:.2}", s.error_ratio * 100.0), status = ?s.status,
             "stage summary"
         );

@@ -40,8 +40,12 @@ struct Sample {
     vus: i64,
     /// Open model: (target rate per second, dropped iterations so far).
     arrival: Option<(f64, u64)>,
+    /// Successful responses per second.
     tps: f64,
-    p95_ms: f64,
+    /// Completed requests per second, failures included.
+    request_rate: f64,
+    /// None while nothing answered.
+    p95_ms: Option<f64>,
     error_pct: f64,
 }
 
@@ -54,13 +58,13 @@ impl Sample {
             }
             None => format!("{} VUs", self.vus),
         };
+        let p95 = self.p95_ms.map_or("–".into(), |p| format!("{p:.1} ms"));
         format!(
-            "{:.0}s/{:.0}s · {} · {load} · {:.1} TPS · p95 {:.1} ms · {:.2} % errors",
+            "{:.0}s/{:.0}s · {} · {load} · {:.1} TPS · p95 {p95} · {:.2} % errors",
             self.elapsed.as_secs_f64(),
             self.total.as_secs_f64(),
             self.stage,
             self.tps,
-            self.p95_ms,
             self.error_pct
         )
     }
@@ -106,8 +110,11 @@ impl Tracker {
                     ctx.metrics.dropped.get() - self.dropped_before,
                 )
             }),
-            tps: dn as f64 / dt,
-            p95_ms: lat.p95 * 1e3,
+            // Successes per second, as in the stage summaries; failures only in the rate.
+            tps: (dn - df) as f64 / dt,
+            request_rate: dn as f64 / dt,
+            // Every recorded latency is at least 1 µs: a max of 0 means no response.
+            p95_ms: (lat.max > 0.0).then_some(lat.p95 * 1e3),
             error_pct: if dn > 0 {
                 df as f64 * 100.0 / dn as f64
             } else {
@@ -224,7 +231,8 @@ pub fn spawn(
                         elapsed = format!("{:.0}s/{:.0}s", elapsed.as_secs_f64(), total.as_secs_f64()),
                         vus = s.vus,
                         tps = format!("{:.1}", s.tps),
-                        p95_ms = format!("{:.1}", s.p95_ms),
+                        request_rate = format!("{:.1}", s.request_rate),
+                        p95_ms = s.p95_ms.map_or("–".into(), |p| format!("{p:.1}")),
                         error_pct = format!("{:.2}", s.error_pct),
                         "progress"
                     ),

@@ -53,22 +53,34 @@ pub fn verdict(s: &StageSummary, sla: &SlaConfig, group: Option<&str>) -> Option
     let mut why = Vec::new();
     if s.requests == 0 {
         why.push("no request completed".to_string());
+    } else if s.latency.is_none() {
+        why.push("no response".to_string());
     }
-    if s.latency.p95 > sla.latency_p95.as_secs_f64() {
+    let lat = s.latency.clone().unwrap_or_default();
+    if lat.p95 > sla.latency_p95.as_secs_f64() {
         why.push(format!(
             "p95 {:.0} ms > SLA {:.0} ms",
-            s.latency.p95 * 1e3,
+            lat.p95 * 1e3,
             sla.latency_p95.as_secs_f64() * 1e3
         ));
     }
     if let Some(p99) = sla.latency_p99 {
-        if s.latency.p99 > p99.as_secs_f64() {
+        if lat.p99 > p99.as_secs_f64() {
             why.push(format!(
                 "p99 {:.0} ms > SLA {:.0} ms",
-                s.latency.p99 * 1e3,
+                lat.p99 * 1e3,
                 p99.as_secs_f64() * 1e3
             ));
         }
+    }
+    if let Some(d) = &s.target_down {
+        why.push(format!("target down from +{:.1}s", d.from_seconds));
+    }
+    for e in &s.events {
+        why.push(format!(
+            "{} of {} at +{:.1}s",
+            e.kind, e.container, e.at_seconds
+        ));
     }
     if s.error_ratio > sla.error_ratio {
         why.push(format!(
@@ -110,6 +122,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SweepConfig, stop: Sto
         Err(e) => {
             out.notes.push(format!("sweep not started: {e}"));
             tracing::error!(error = %e, "sweep: cannot set the spec");
+            out.aborted = Some(format!("cannot set the spec: {e}"));
             return out;
         }
     };

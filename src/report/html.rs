@@ -98,16 +98,19 @@ fn fitted(
     }
 }
 
+/// The knee and every container event, as vertical lines at their stage's VUs.
 fn knee_marker(a: &CapacityAnalysis) -> Vec<Marker> {
-    a.knee
-        .vus
-        .map(|v| Marker {
-            at: v,
-            label: format!("knee {} VUs", trim_float(v)),
-            color: RED,
-        })
-        .into_iter()
-        .collect()
+    let knee = a.knee.vus.map(|v| Marker {
+        at: v,
+        label: format!("knee {} VUs", trim_float(v)),
+        color: RED,
+    });
+    let events = a.events.iter().map(|e| Marker {
+        at: e.vus,
+        label: format!("{} {} +{:.0}s", e.event.kind, e.stage, e.event.at_seconds),
+        color: PURPLE,
+    });
+    knee.into_iter().chain(events).collect()
 }
 
 /// The four charts.
@@ -118,7 +121,14 @@ pub fn charts(a: &CapacityAnalysis) -> Vec<Chart> {
     let col = |f: fn(&crate::analysis::points::StagePoint) -> Option<f64>| -> Vec<(f64, f64)> {
         p.iter().filter_map(|q| Some((q.vus, f(q)?))).collect()
     };
-    let mut tps = vec![measured("TPS", BLUE, col(|q| Some(q.tps)))];
+    let mut tps = vec![
+        measured("TPS (successful)", BLUE, col(|q| Some(q.tps))),
+        measured(
+            "requests/s (with failures)",
+            ORANGE,
+            col(|q| Some(q.request_rate)),
+        ),
+    ];
     if let Some(f) = &a.models.tps {
         tps.push(fitted("TPS per VU × VUs (below knee)", GREY, f, max_x));
     }
@@ -162,8 +172,9 @@ pub fn charts(a: &CapacityAnalysis) -> Vec<Chart> {
             x_label: "VUs".into(),
             y_label: "latency".into(),
             series: vec![
-                measured("p95", RED, col(|q| Some(q.latency_p95))),
-                measured("average", GREEN, col(|q| Some(q.latency_avg))),
+                // A stage without responses has no latency: no point, not a point at 0.
+                measured("p95", RED, col(|q| q.latency_p95)),
+                measured("average", GREEN, col(|q| q.latency_avg)),
             ],
             x_markers: knee_marker(a),
             y_markers: limit(Some(a.sla.latency_p95.as_secs_f64()), "SLA p95", RED),
@@ -206,7 +217,18 @@ pub fn render_html(run: &RunInfo, stages: &[StageSummary], a: &CapacityAnalysis)
     for (k, v) in run.fields() {
         let _ = write!(out, "<li><b>{}:</b> {}</li>", escape(k), escape(&v));
     }
-    out.push_str("</ul><h2>Findings</h2><ul class=\"findings\">");
+    out.push_str("</ul>");
+    if !a.alerts.is_empty() {
+        out.push_str("<h2>Read this first</h2><ul class=\"warn\">");
+        for w in &a.alerts {
+            let _ = write!(out, "<li>{}</li>", escape(w));
+        }
+        out.push_str("</ul>");
+        if let Some(snippet) = &a.sweep_suggestion {
+            let _ = write!(out, "<pre>{}</pre>", escape(snippet));
+        }
+    }
+    out.push_str("<h2>Findings</h2><ul class=\"findings\">");
     for f in tables::findings(a) {
         let _ = write!(out, "<li>{}</li>", escape(&f));
     }

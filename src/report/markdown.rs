@@ -46,6 +46,16 @@ pub fn render_markdown(run: &RunInfo, stages: &[StageSummary], a: &CapacityAnaly
         let _ = writeln!(out, "- **{k}:** {}", cell(&v));
     }
     out.push('\n');
+    if !a.alerts.is_empty() {
+        let _ = writeln!(out, "## Read this first\n");
+        for w in &a.alerts {
+            let _ = writeln!(out, "- **{}**", cell(w));
+        }
+        out.push('\n');
+        if let Some(snippet) = &a.sweep_suggestion {
+            let _ = writeln!(out, "```toml\n{}```\n", snippet);
+        }
+    }
     let _ = writeln!(out, "## Findings\n");
     for f in tables::findings(a) {
         let _ = writeln!(out, "- {}", cell(&f));

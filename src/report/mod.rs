@@ -24,7 +24,7 @@ use crate::analysis::{CapacityAnalysis, StageSummary};
 use format::{format_bytes, trim_float};
 
 /// Version of report.json's layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A container's limits before a search changed them, as put back at the end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,8 @@ pub struct RunInfo {
     /// [`RunInfo::set_target`] and again when rendered, so a token never reaches a report.
     pub target: Option<String>,
     pub tested_spec: Option<TestedLimits>,
+    /// Set when the experiment was aborted (the process exits non-zero): why.
+    pub error: Option<String>,
     pub notes: Vec<String>,
     /// For search: the limits found before the experiment and restored after it.
     pub restored_limits: Vec<RestoredLimits>,
@@ -104,6 +106,9 @@ impl RunInfo {
         }
         if let Some(t) = &self.target {
             out.push(("Target", redact_url(t)));
+        }
+        if let Some(e) = &self.error {
+            out.push(("Error", format!("experiment aborted: {e}")));
         }
         if let Some(t) = &self.started {
             out.push(("Started", time(t)));

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::format::{format_bytes, trim_float};
 use crate::analysis::fit::LinearFit;
+use crate::analysis::points::Exclusion;
 use crate::analysis::{CapacityAnalysis, StageSummary};
 
 /// A titled table of text cells.
@@ -69,8 +70,8 @@ pub fn stages(stages: &[StageSummary], a: &CapacityAnalysis) -> Table {
     let mut t = Table::new(
         "Stages",
         &[
-            "Test", "VUs", "Duration", "Avg", "p95", "Max", "CPU", "Memory", "TPS", "Errors",
-            "Note",
+            "Test", "VUs", "Duration", "Avg", "p95", "Max", "CPU", "Memory", "TPS", "Req/s",
+            "Errors", "Note",
         ],
     );
     let key = |sc: &str, st: &str| (sc.to_string(), st.to_string());
@@ -105,6 +106,21 @@ pub fn stages(stages: &[StageSummary], a: &CapacityAnalysis) -> Table {
         {
             notes.push("max VUs within SLA".to_string());
         }
+        for e in &s.events {
+            notes.push(format!(
+                "{} of {} at +{:.1}s",
+                e.kind, e.container, e.at_seconds
+            ));
+        }
+        if let Some(d) = &s.target_down {
+            notes.push(format!("target down from +{:.1}s", d.from_seconds));
+        }
+        if let Some(x) = p.and_then(|p| p.excluded.as_ref()) {
+            if matches!(x, Exclusion::StarvedHost { .. }) {
+                notes.push(x.to_string());
+            }
+            notes.push("left out of the fits".to_string());
+        }
         let cpu = p.and_then(|p| {
             let cores = p.cpu_cores?;
             Some(match p.cpu_utilization {
@@ -127,18 +143,19 @@ pub fn stages(stages: &[StageSummary], a: &CapacityAnalysis) -> Table {
             },
             trim_float(s.vus),
             format!("{:.0}s", s.window_seconds),
-            ms(s.latency.avg),
-            ms(s.latency.p95),
-            ms(s.latency.max),
+            opt(s.latency.as_ref(), |l| ms(l.avg)),
+            opt(s.latency.as_ref(), |l| ms(l.p95)),
+            opt(s.latency.as_ref(), |l| ms(l.max)),
             opt(cpu, |c| c),
             opt(mem, |m| m),
             format!("{:.1}", s.tps),
+            format!("{:.1}", s.request_rate),
             pct(s.error_ratio),
             notes.join("; "),
         ]);
     }
     t.caption = Some(format!(
-        "Measured after a {} settle period. CPU is the average of {} as a share of its limit.",
+        "Measured after a {} settle period. CPU is the average of {} as a share of its limit. TPS counts successful requests; Req/s every completed request, failures included; latency \"–\" means no response.",
         humantime::format_duration(a.config.settle),
         a.source
     ));
@@ -156,7 +173,7 @@ fn fit_row(
             name.to_string(),
             base(f.base),
             slope(f.slope),
-            format!("{:.3}", f.r2),
+            opt(f.r2, |r| format!("{r:.3}")),
             f.points.len().to_string(),
             f.method.to_string(),
         ],
@@ -203,6 +220,16 @@ pub fn models(a: &CapacityAnalysis) -> Table {
         &|v| format!("{v:.2}"),
         &|v| format!("{v:.2} TPS/VU"),
     ));
+    if let Some(lb) = &m.lower_bounds {
+        t.rows.push(vec![
+            format!("Lower bounds at {} ({} VUs)", lb.stage, trim_float(lb.vus)),
+            "–".into(),
+            lb.describe(),
+            "–".into(),
+            "1".into(),
+            "saturated: value ÷ VUs is a floor".into(),
+        ]);
+    }
     if let Some(r) = &m.ratio {
         t.rows.push(vec![
             format!(
@@ -223,10 +250,14 @@ pub fn models(a: &CapacityAnalysis) -> Table {
             "value ÷ VUs".into(),
         ]);
     }
-    t.caption = Some(format!(
-        "CPU and TPS lines are fitted on the stages below the knee (VUs {}); memory on every stage.",
-        m.fit_vus.iter().map(|v| trim_float(*v)).collect::<Vec<_>>().join(", ")
-    ));
+    t.caption = Some(if m.fit_vus.is_empty() {
+        "No CPU or TPS line: fewer than two stages lie below the knee (see the lower bounds); memory on every usable stage.".to_string()
+    } else {
+        format!(
+            "CPU and TPS lines are fitted on the usable stages below the knee (VUs {}); memory on every usable stage.",
+            m.fit_vus.iter().map(|v| trim_float(*v)).collect::<Vec<_>>().join(", ")
+        )
+    });
     t
 }
 
@@ -287,6 +318,9 @@ pub fn recommendations(a: &CapacityAnalysis) -> Table {
         }
         if r.exceeds_max_cpus {
             note.push("above max_cpus: scale out");
+        }
+        if let Some(o) = &r.oom_note {
+            note.push(o);
         }
         t.rows.push(vec![
             r.vus.to_string(),
@@ -404,7 +438,30 @@ pub fn findings(a: &CapacityAnalysis) -> Vec<String> {
         }
         _ => out.push("No knee within the tested VUs.".into()),
     }
-    out.push(format!("Highest TPS measured: {:.1}.", a.knee.max_tps));
+    let rate = a.points.iter().map(|p| p.request_rate).fold(0.0, f64::max);
+    out.push(format!(
+        "Highest TPS measured (successful requests): {:.1}; highest request rate with failures: {rate:.1}/s.",
+        a.knee.max_tps
+    ));
+    for e in &a.events {
+        out.push(format!("{}.", e.describe()));
+    }
+    for p in &a.points {
+        if let Some(x) = &p.excluded {
+            out.push(format!(
+                "Stage {} ({} VUs) left out of the knee and the fits: {x}.",
+                p.stage,
+                trim_float(p.vus)
+            ));
+        }
+    }
+    if let Some(lb) = &a.models.lower_bounds {
+        out.push(format!(
+            "Per-VU models not measured: {}. Run a sweep from 1 VU up to {} VUs at this spec.",
+            lb.describe(),
+            trim_float(lb.vus)
+        ));
+    }
     let sla = &a.sla;
     let bounds = format!(
         "p95 ≤ {}, errors ≤ {}, CPU ≤ {}",
