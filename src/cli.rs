@@ -105,6 +105,9 @@ fn validate(a: ValidateArgs) -> ExitCode {
                 Ok(t) => print!("{t}"),
                 Err(e) => eprintln!("(cannot print the effective config: {e})"),
             }
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
             eprintln!(
                 "{}: valid ({} scenario(s))",
                 a.config.display(),
@@ -236,15 +239,8 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if scale.shard.count > 1
-        && settings.raw.experiment.mode != crate::experiment::config::Mode::Plan
-    {
-        eprintln!(
-            "error: experiment.mode: {} sets container limits and judges the SLA on the whole load, so it runs in one process; got shard {}/{} (run the plan sharded and `loadspec analyze` it instead)",
-            settings.raw.experiment.mode.as_str(),
-            scale.shard.index,
-            scale.shard.count
-        );
+    if let Err(e) = settings.raw.experiment.mode.check_shard(scale.shard) {
+        eprintln!("error: {e}");
         return ExitCode::from(2);
     }
     let format = match a.log_format {
@@ -279,6 +275,9 @@ fn run(a: RunArgs) -> ExitCode {
             bars: matches!(progress, Display::Bars { .. }),
         },
     );
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
     exit_on_panic();
     crate::shutdown::before_exit(restore_limits);
     check_fd_budget(&settings);

@@ -78,7 +78,7 @@ fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) ->
 
 /// Reload the config file. The read and the validation (which reads data and body files) run
 /// on the blocking pool, so a slow disk cannot stall the async workers that drive the VUs.
-async fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Settings> {
+async fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option<Settings> {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return None;
@@ -90,6 +90,11 @@ async fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics) -> Option<Setting
             Err(crate::config::ConfigError::Parse(format!(
                 "the reload task failed: {e}"
             )))
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.raw.experiment.mode.check_shard(shard)?;
+            Ok(s)
         });
     match loaded {
         Ok(s) => {
@@ -120,6 +125,12 @@ pub async fn run(
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
+    settings
+        .raw
+        .experiment
+        .mode
+        .check_shard(opts.shard)
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
     configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);
@@ -249,7 +260,7 @@ pub async fn run(
                         drain(&stop, settings.raw.lifecycle.drain_timeout);
                     }
                     Some(SignalEvent::Reload) => {
-                        if let Some(new) = reload(&opts.config_path, &metrics).await {
+                        if let Some(new) = reload(&opts.config_path, &metrics, opts.shard).await {
                             pending = Some(new);
                             drain(&stop, settings.raw.lifecycle.drain_timeout);
                         }
@@ -356,7 +367,8 @@ pub async fn run(
                     match signals.recv().await {
                         Some(SignalEvent::Drain) | None => break 'runs,
                         Some(SignalEvent::Reload) => {
-                            if let Some(new) = reload(&opts.config_path, &metrics).await {
+                            if let Some(new) = reload(&opts.config_path, &metrics, opts.shard).await
+                            {
                                 settings = new;
                                 configure(&metrics, &settings);
                                 continue 'runs;

@@ -106,6 +106,40 @@ fn invalid_configs_exit_2_and_name_the_field() {
 }
 
 #[test]
+fn sweep_and_search_refuse_more_than_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["sweep", "search"] {
+        let text = format!(
+            "{GOOD}[experiment]\nmode = \"{mode}\"\n[experiment.search]\nvus = 2\ngroup = \"api\"\ncpus = [1.0]\n[experiment.sweep]\nvus = [1]\n[containers]\nsource = \"docker\"\n"
+        );
+        let cfg = write(dir.path(), "sharded.toml", &text);
+        let run = |shard: &str| {
+            Command::new(BIN)
+                .args(["run", "--shard", shard, "--config"])
+                .arg(&cfg)
+                .current_dir(dir.path())
+                .output()
+                .unwrap()
+        };
+        let t = Instant::now();
+        let out = run("1/2");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{mode}: {err}");
+        assert!(
+            err.contains(&format!(
+                "experiment.mode = \"{mode}\" cannot run with --shard 1/2"
+            )),
+            "{mode}: {err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(
+            !dir.path().join("reports").exists(),
+            "{mode}: a run started"
+        );
+    }
+}
+
+#[test]
 fn the_good_config_validates_and_prints_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let text = GOOD.replace(

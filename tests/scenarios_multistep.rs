@@ -296,13 +296,18 @@ async fn failed_setup_capture_sends_nothing_that_needs_it() {
     let bad_setup = LOGIN_SETUP.replace("json = \"/token\"", "json = \"/nope\"");
     // The open model retries setup on the VU's next arrival; no posts go out without a token.
     let toml = format!(
-        "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\npre_allocated_vus = 1\nmax_vus = 1\ndata = {{ file = \"users.csv\" }}\n{bad_setup}{POSTS_STEP}",
+        "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"constant-arrival-rate\"\nrate = 10\nduration = \"1s\"\npre_allocated_vus = 1\nmax_vus = 1\ndata = {{ file = \"users.csv\" }}\nsetup_retry = {{ max = 1, backoff = \"50ms\" }}\non_setup_failure = \"retry\"\n{bad_setup}{POSTS_STEP}",
         target(addr)
     );
     let m = run_plan(&toml, dir.path()).await;
     let s = h.stats();
     let logins = s.logins_by_user.get("alice").copied().unwrap_or(0);
-    assert!(logins >= 5, "setup retried on each arrival, got {logins}");
+    // Each round is 2 attempts 50 ms apart, then 50 ms before the next round: about 10 in
+    // 1 s, and never more than the 10 arrivals' worth of rounds.
+    assert!(
+        (4..=20).contains(&logins) && logins % 2 == 0,
+        "setup retried in rounds of 2, got {logins}"
+    );
     assert_eq!(s.logins_by_user.len(), 1, "{:?}", s.logins_by_user);
     assert_eq!(m.checks("login", "fail"), logins);
     assert_eq!(m.checks("login", "pass"), 0);
@@ -628,6 +633,77 @@ async fn bad_configs_name_the_field_and_start_nothing() {
     let env = [("LOADSPEC_TEST_RUN_ID", "run-42".to_string())];
     let (code, _, stderr) = loadspec(&["validate", "--config", path], &env).await;
     assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains("warning"),
+        "no data file, no warning: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_names_json_keys_and_warns_about_rows_and_the_environment() {
+    let (addr, _h) = demo().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A header typo: `passwd` instead of `password`.
+    std::fs::write(
+        dir.path().join("users.csv"),
+        "username,passwd\nalice,alice-pw\n",
+    )
+    .expect("write users.csv");
+    let scenario = |data: &str| {
+        format!(
+            "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"per-vu-iterations\"\nvus = 1\niterations = 1\ndata = {data}\n{LOGIN_SETUP}{POSTS_STEP}",
+            target(addr)
+        )
+    };
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, scenario("{ file = \"users.csv\" }")).expect("write");
+    let path = file.to_str().unwrap();
+    // The missing column is named by its JSON key.
+    let (code, _, stderr) = loadspec(&["validate", "--config", path], &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("scenarios[0].setup[0].body.json.password: unknown variable `${password}`"),
+        "{stderr}"
+    );
+    // With `password` set in the environment it validates, and says where it came from.
+    let env = [("password", "from-env".to_string())];
+    let (code, _, stderr) = loadspec(&["validate", "--config", path], &env).await;
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["warning: scenarios[0]: ${password} is not a column of users.csv; taken from the environment (a typo in the file's header row?)"],
+        "{stderr}"
+    );
+
+    // Round-robin rows with a setup login that uses them: a warning, in both commands.
+    std::fs::write(dir.path().join("users.csv"), USERS_CSV).expect("write users.csv");
+    let file = dir.path().join("rr.toml");
+    let rr = scenario("{ file = \"users.csv\", mode = \"round-robin\" }").replace(
+        "headers = { Authorization = \"Bearer ${token}\" }",
+        "headers = { Authorization = \"Bearer ${token}\", X-User = \"${username}\" }",
+    );
+    std::fs::write(&file, &rr).expect("write");
+    let (code, _, stderr) = loadspec(&["validate", "--config", file.to_str().unwrap()], &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: scenarios[0].data: mode = \"round-robin\""),
+        "{stderr}"
+    );
+    // Per-VU rows, or round-robin rows the setup does not use, are fine.
+    for ok in [
+        rr.replace("mode = \"round-robin\"", "mode = \"per-vu\""),
+        scenario("{ file = \"users.csv\", mode = \"round-robin\" }"),
+    ] {
+        std::fs::write(&file, ok).expect("write");
+        let (code, _, stderr) =
+            loadspec(&["validate", "--config", file.to_str().unwrap()], &[]).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -660,4 +736,280 @@ async fn s1_example_runs_against_demo_target_without_errors() {
     assert_eq!(posts.keys().collect::<Vec<_>>(), vec![&200], "{posts:?}");
     assert!(posts[&200] >= 20, "{posts:?}");
     assert_eq!(s.posts_by_user.values().sum::<u64>(), posts[&200]);
+}
+
+// ---- Failure paths (issue 20): a login server that checks passwords and can restart. ----
+
+/// Server-side tallies of [`LoginServer`], per username.
+#[derive(Default)]
+struct LoginTally {
+    /// Every `POST /api/v1/login`, right password or not.
+    attempts: BTreeMap<String, u64>,
+    posts_ok: BTreeMap<String, u64>,
+    /// `GET /api/v1/posts` answered 401, per username of the last token that user got.
+    posts_401: u64,
+    /// Valid tokens (a restart forgets them, as a server that keeps sessions in memory).
+    tokens: BTreeMap<String, String>,
+    next: u64,
+}
+
+/// A login/posts server with real password checks: `POST /api/v1/login` with the JSON
+/// `{username, password}` gives `{"token"}` when the password is `<username>-pw`, else 401;
+/// `GET /api/v1/posts` needs a token it issued since its last (re)start, else 401.
+struct LoginServer {
+    addr: SocketAddr,
+    tally: Arc<Mutex<LoginTally>>,
+    conns: Mutex<tokio_util::sync::CancellationToken>,
+}
+
+impl LoginServer {
+    async fn start() -> Arc<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let s = Arc::new(Self {
+            addr: listener.local_addr().expect("addr"),
+            tally: Arc::default(),
+            conns: Mutex::new(tokio_util::sync::CancellationToken::new()),
+        });
+        s.serve(listener);
+        s
+    }
+
+    fn serve(self: &Arc<Self>, listener: tokio::net::TcpListener) {
+        let cancel = self.conns.lock().expect("lock").clone();
+        let tally = self.tally.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => return },
+                    _ = cancel.cancelled() => return,
+                };
+                let (tally, cancel) = (tally.clone(), cancel.clone());
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let tally = tally.clone();
+                    async move { Ok::<_, Infallible>(login_route(req, &tally).await) }
+                });
+                tokio::spawn(async move {
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! { _ = conn => {}, _ = cancel.cancelled() => {} }
+                });
+            }
+        });
+    }
+
+    /// Close every connection and the listener, forget every token, and listen again on the
+    /// same port: what a client sees when the server restarts.
+    async fn restart(self: &Arc<Self>) {
+        let old = std::mem::take(&mut *self.conns.lock().expect("lock"));
+        old.cancel();
+        self.tally.lock().expect("lock").tokens.clear();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        self.serve(listener);
+    }
+
+    fn attempts(&self) -> BTreeMap<String, u64> {
+        self.tally.lock().expect("lock").attempts.clone()
+    }
+}
+
+async fn login_route(
+    req: Request<hyper::body::Incoming>,
+    tally: &Mutex<LoginTally>,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let reply = |code: u16, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = hyper::StatusCode::from_u16(code).expect("status");
+        r
+    };
+    if req.uri().path() == "/api/v1/login" {
+        let body = req.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let user = v["username"].as_str().unwrap_or("").to_string();
+        let pass = v["password"].as_str().unwrap_or("");
+        let mut t = tally.lock().expect("lock");
+        *t.attempts.entry(user.clone()).or_default() += 1;
+        if pass != format!("{user}-pw") {
+            return reply(401, "{}".into());
+        }
+        t.next += 1;
+        let token = format!("tok-{}", t.next);
+        t.tokens.insert(token.clone(), user);
+        return reply(200, format!("{{\"token\":\"{token}\"}}"));
+    }
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
+    let mut t = tally.lock().expect("lock");
+    match t.tokens.get(&token).cloned() {
+        Some(user) => {
+            *t.posts_ok.entry(user).or_default() += 1;
+            reply(200, "[]".into())
+        }
+        None => {
+            t.posts_401 += 1;
+            reply(401, "{}".into())
+        }
+    }
+}
+
+/// Five users; dave's password in the file is wrong.
+const USERS_ONE_BAD: &str =
+    "username,password\nalice,alice-pw\nbob,bob-pw\ncarol,carol-pw\ndave,WRONG\neve,eve-pw\n";
+
+fn one_bad_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("users.csv"), USERS_ONE_BAD).expect("write users.csv");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_setup_is_retried_by_the_policy_then_the_vu_stops_in_every_executor() {
+    let schedules = [
+        ("constant-vus", "vus = 5\nduration = \"1500ms\"\nthink_time = \"10ms\""),
+        (
+            "ramping-vus",
+            "stages = [{ duration = \"500ms\", target = 5 }, { duration = \"1s\", target = 5 }]\nthink_time = \"10ms\"",
+        ),
+        (
+            "ramping-vus",
+            "step = true\nstages = [{ duration = \"1500ms\", target = 5 }]\nthink_time = \"10ms\"",
+        ),
+        (
+            "constant-arrival-rate",
+            "rate = 40\nduration = \"1500ms\"\npre_allocated_vus = 5\nmax_vus = 5",
+        ),
+        (
+            "ramping-arrival-rate",
+            "start_rate = 10\nstages = [{ duration = \"1500ms\", target = 40 }]\npre_allocated_vus = 5\nmax_vus = 5",
+        ),
+        (
+            "per-vu-iterations",
+            "vus = 5\niterations = 20\nmax_duration = \"20s\"",
+        ),
+    ];
+    for (executor, schedule) in schedules {
+        let srv = LoginServer::start().await;
+        let dir = one_bad_dir();
+        let toml = format!(
+            "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"{executor}\"\n{schedule}\ndata = {{ file = \"users.csv\" }}\nsetup_retry = {{ max = 2, backoff = \"100ms\" }}\non_setup_failure = \"stop-vu\"\n{LOGIN_SETUP}{POSTS_STEP}",
+            target(srv.addr)
+        );
+        let m = run_plan(&toml, dir.path()).await;
+        // dave: the first attempt and two retries, then his VU stops; the others log in once.
+        let want = counts(&[
+            ("alice", 1),
+            ("bob", 1),
+            ("carol", 1),
+            ("dave", 3),
+            ("eve", 1),
+        ]);
+        assert_eq!(srv.attempts(), want, "{executor} {schedule}");
+        let t = srv.tally.lock().expect("lock");
+        assert_eq!(t.posts_401, 0, "{executor}: posts went out without a token");
+        assert_eq!(t.posts_ok.get("dave"), None, "{executor}");
+        let setup = |r: &str| m.get("loadspec_setup_runs_total", &[("result", r)]) as u64;
+        assert_eq!((setup("success"), setup("failure")), (4, 3), "{executor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_setup_failure_retry_tries_again_at_each_iteration() {
+    let srv = LoginServer::start().await;
+    let dir = one_bad_dir();
+    // 4 iterations, each a round of 1 + 1 attempts: dave tries 8 times, 30 ms apart.
+    let toml = format!(
+        "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"per-vu-iterations\"\nvus = 5\niterations = 4\nmax_duration = \"20s\"\ndata = {{ file = \"users.csv\" }}\nsetup_retry = {{ max = 1, backoff = \"30ms\" }}\non_setup_failure = \"retry\"\n{LOGIN_SETUP}{POSTS_STEP}",
+        target(srv.addr)
+    );
+    let t = std::time::Instant::now();
+    let m = run_plan(&toml, dir.path()).await;
+    assert_eq!(srv.attempts().get("dave"), Some(&8));
+    assert_eq!(srv.attempts().get("alice"), Some(&1));
+    // 7 pauses of 30 ms between dave's 8 attempts.
+    assert!(
+        t.elapsed() >= Duration::from_millis(210),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(m.iterations("s1"), 16, "the healthy VUs ran all of theirs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_pool_rotates_over_every_preallocated_vu_and_row() {
+    let srv = LoginServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users: String = (0..5).map(|i| format!("u{i},u{i}-pw\n")).collect();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        format!("username,password\n{users}"),
+    )
+    .expect("write users.csv");
+    // 40 arrivals of ~1 ms each need a small fraction of one VU; all 5 must still take turns.
+    let toml = format!(
+        "{}\n[[scenarios]]\nname = \"open\"\nexecutor = \"constant-arrival-rate\"\nrate = 20\nduration = \"2s\"\npre_allocated_vus = 5\nmax_vus = 5\ndata = {{ file = \"users.csv\" }}\n{LOGIN_SETUP}{POSTS_STEP}",
+        target(srv.addr)
+    );
+    let m = run_plan(&toml, dir.path()).await;
+    let t = srv.tally.lock().expect("lock");
+    assert_eq!(m.iterations("open"), 40);
+    let logins: Vec<u64> = t.attempts.values().copied().collect();
+    assert_eq!(logins, vec![1; 5], "{:?}", t.attempts);
+    let posts: Vec<u64> = t.posts_ok.values().copied().collect();
+    assert_eq!(
+        posts.len(),
+        5,
+        "every preallocated VU ran: {:?}",
+        t.posts_ok
+    );
+    assert!(
+        posts.iter().all(|n| (4..=12).contains(n)),
+        "the load is spread: {:?}",
+        t.posts_ok
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_makes_the_vus_log_in_again_and_200s_resume() {
+    let srv = LoginServer::start().await;
+    let dir = users_dir();
+    let toml = format!(
+        "{}\n[[scenarios]]\nname = \"s1\"\nexecutor = \"constant-vus\"\nvus = 3\nduration = \"2s\"\nthink_time = \"20ms\"\ndata = {{ file = \"users.csv\" }}\nrerun_setup_on = [401]\nmax_setup_reruns = 3\n{LOGIN_SETUP}{POSTS_STEP}",
+        target(srv.addr)
+    );
+    let restarter = {
+        let srv = srv.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let before = srv.tally.lock().expect("lock").posts_ok.clone();
+            srv.restart().await;
+            before
+        })
+    };
+    let m = run_plan(&toml, dir.path()).await;
+    let before = restarter.await.expect("restart");
+    let t = srv.tally.lock().expect("lock");
+    // One login before the restart and one after, per VU.
+    assert_eq!(
+        t.attempts,
+        counts(&[("alice", 2), ("bob", 2), ("carol", 2)])
+    );
+    // At most one request per VU met the forgotten token.
+    assert!(t.posts_401 <= 3, "{} 401s", t.posts_401);
+    for (user, n) in &t.posts_ok {
+        let was = before.get(user).copied().unwrap_or(0);
+        assert!(was > 0 && *n > was + 5, "{user}: {was} then {n}");
+    }
+    let setup = |r: &str| m.get("loadspec_setup_runs_total", &[("result", r)]) as u64;
+    assert_eq!((setup("success"), setup("failure")), (6, 0));
 }

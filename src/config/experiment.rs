@@ -27,6 +27,20 @@ impl Mode {
             Mode::Search => "search",
         }
     }
+
+    /// Sweep and search set container limits and judge the SLA on the whole load, so they
+    /// cannot run as one shard of several (`--shard I/N` with N > 1).
+    pub fn check_shard(self, shard: crate::load::plan::Shard) -> Result<(), String> {
+        if shard.count > 1 && self != Mode::Plan {
+            return Err(format!(
+                "experiment.mode = \"{}\" cannot run with --shard {}/{}: it sets the container limits and judges the SLA on the whole load, so it runs in one process; run it unsharded, or run the plan sharded (mode = \"plan\") and `loadspec analyze` it",
+                self.as_str(),
+                shard.index,
+                shard.count
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

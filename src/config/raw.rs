@@ -83,7 +83,7 @@ impl Default for ServerConfig {
 }
 
 pub use crate::load::body::{BodyConfig, FilePart, TextPart};
-pub use crate::load::plan::{DataMode, ExecutorKind};
+pub use crate::load::plan::{DataMode, ExecutorKind, OnSetupFailure};
 pub use crate::logging::LogFormat;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -239,6 +239,25 @@ pub struct ScenarioConfig {
     #[serde(default)]
     pub requests: Vec<RequestConfig>,
     pub data: Option<DataConfig>,
+    /// Retries of a failed setup: `{ max = 2, backoff = "1s" }`.
+    pub setup_retry: Option<SetupRetryConfig>,
+    /// What a VU does once its setup failed after the retries (default `stop-vu`).
+    pub on_setup_failure: Option<OnSetupFailure>,
+    /// Statuses of an iteration step that re-run the setup steps (an expired login).
+    #[serde(default)]
+    pub rerun_setup_on: Vec<u16>,
+    /// How many times one VU may re-run its setup for `rerun_setup_on` (default 10).
+    pub max_setup_reruns: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRetryConfig {
+    /// Extra attempts after the first failed one (default 2, at most 100).
+    pub max: Option<u32>,
+    /// Pause before each retry (default 1s).
+    #[serde(default, with = "humantime_serde")]
+    pub backoff: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -22,6 +22,8 @@ pub struct Settings {
     pub scenarios: Vec<ScenarioRef>,
     /// The file it came from, for reloads.
     pub source: Option<PathBuf>,
+    /// Valid but probably not meant: printed by `validate`, logged by `run`.
+    pub warnings: Vec<String>,
 }
 
 /// Headers whose values are secrets: redacted when the config is printed.
@@ -141,6 +143,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
     }
     let mut names = HashMap::new();
     let mut scenarios = Vec::new();
+    let mut warnings = Vec::new();
     for (i, sc) in raw.scenarios.iter().enumerate() {
         let path = format!("scenarios[{i}]");
         if !valid_label(&sc.name) {
@@ -165,6 +168,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
             base_url.as_deref(),
             base_dir,
             &mut errs,
+            &mut warnings,
         ) {
             scenarios.push(Arc::new(s));
         }
@@ -173,6 +177,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
         raw,
         scenarios,
         source: None,
+        warnings,
     })
 }
 
@@ -642,11 +647,22 @@ struct Vars {
     /// Data file columns, which captures may not reuse: a row would silently overwrite the
     /// captured value at every iteration (or the capture the row), whichever ran last.
     columns: Vec<String>,
+    /// Which list is being built: 0 setup, 1 requests.
+    section: usize,
+    /// Whether the setup (0) and the requests (1) use a data column.
+    uses_column: std::cell::Cell<[bool; 2]>,
+    /// Names filled from the environment.
+    from_env: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl Vars {
     fn resolve(&self, name: &str) -> Result<Resolved, String> {
         if let Some(i) = self.visible.get(name) {
+            if self.columns.iter().any(|c| c == name) {
+                let mut u = self.uses_column.get();
+                u[self.section] = true;
+                self.uses_column.set(u);
+            }
             return Ok(Resolved::Var(*i));
         }
         if let Some(at) = self.defined_at.get(name) {
@@ -654,9 +670,11 @@ impl Vars {
                 "variable `${{{name}}}` is used before it is captured (it is captured by {at})"
             ));
         }
-        std::env::var(name).map(Resolved::Literal).map_err(|_| {
+        let v = std::env::var(name).map_err(|_| {
             format!("unknown variable `${{{name}}}`: not a capture, a data column or a set environment variable")
-        })
+        })?;
+        self.from_env.borrow_mut().insert(name.to_string());
+        Ok(Resolved::Literal(v))
     }
 
     fn define(&mut self, name: &str) -> usize {
@@ -679,6 +697,7 @@ fn scenario(
     base_url: Option<&str>,
     base_dir: &Path,
     errs: &mut Errors,
+    warnings: &mut Vec<String>,
 ) -> Option<Scenario> {
     let schedule = schedule(sc, path, errs);
     if sc.requests.is_empty() {
@@ -692,6 +711,9 @@ fn scenario(
         defined_at: HashMap::new(),
         visible: HashMap::new(),
         columns: Vec::new(),
+        section: 0,
+        uses_column: Default::default(),
+        from_env: Default::default(),
     };
     for (list, key) in [(&sc.setup, "setup"), (&sc.requests, "requests")] {
         for (i, r) in list.iter().enumerate() {
@@ -741,8 +763,26 @@ fn scenario(
         out
     };
     let setup = build(&sc.setup, "setup", &mut vars, errs);
+    vars.section = 1;
     let steps = build(&sc.requests, "requests", &mut vars, errs);
+    if let Some(d) = &sc.data {
+        let file = d.file.display();
+        if d.mode == DataMode::RoundRobin && vars.uses_column.get() == [true, true] {
+            warnings.push(format!(
+                "{path}.data: mode = \"round-robin\" gives each iteration the next row of {file}, but setup runs once per VU with the VU's own row, so an iteration sends one row's columns with another row's login; use mode = \"per-vu\", or capture in setup what the iterations need"
+            ));
+        }
+        let env = vars.from_env.borrow();
+        if !env.is_empty() {
+            let names: Vec<String> = env.iter().map(|n| format!("${{{n}}}")).collect();
+            warnings.push(format!(
+                "{path}: {} not a column of {file}; taken from the environment (a typo in the file's header row?)",
+                names.join(", ") + if names.len() == 1 { " is" } else { " are" }
+            ));
+        }
+    }
     let think_time = sc.think_time.unwrap_or_default();
+    let setup_policy = setup_policy(sc, path, errs);
     Some(Scenario {
         name: sc.name.clone(),
         executor: sc.executor,
@@ -754,7 +794,62 @@ fn scenario(
         var_names: vars.names,
         data,
         limits: crate::load::http1::Limits::from_config(limits),
+        setup_policy,
     })
+}
+
+/// Every entry of the list at `field` is an HTTP status.
+fn check_statuses(codes: &[u16], field: &str, errs: &mut Errors) {
+    for (i, c) in codes.iter().enumerate() {
+        if !(100..=599).contains(c) {
+            errs.add(
+                format!("{field}[{i}]"),
+                format!("must be an HTTP status 100-599, got {c}"),
+            );
+        }
+    }
+}
+
+/// The setup-failure and re-login policy of a scenario, with its limits.
+fn setup_policy(sc: &ScenarioConfig, path: &str, errs: &mut Errors) -> SetupPolicy {
+    let mut p = SetupPolicy::default();
+    if let Some(r) = &sc.setup_retry {
+        p.retries = r.max.unwrap_or(p.retries);
+        p.backoff = r.backoff.unwrap_or(p.backoff);
+    }
+    p.on_failure = sc.on_setup_failure.unwrap_or_default();
+    p.rerun_on = sc.rerun_setup_on.clone();
+    p.max_reruns = sc.max_setup_reruns.unwrap_or(p.max_reruns);
+    if p.retries > 100 {
+        errs.add(
+            format!("{path}.setup_retry.max"),
+            format!("must be at most 100, got {}", p.retries),
+        );
+    }
+    if p.backoff > Duration::from_secs(3600) {
+        errs.add(
+            format!("{path}.setup_retry.backoff"),
+            format!("must be at most 1h, got {}", fmt_dur(p.backoff)),
+        );
+    }
+    if p.max_reruns > 10_000 {
+        errs.add(
+            format!("{path}.max_setup_reruns"),
+            format!("must be at most 10000, got {}", p.max_reruns),
+        );
+    }
+    check_statuses(&p.rerun_on, &format!("{path}.rerun_setup_on"), errs);
+    let configured = sc.setup_retry.is_some()
+        || sc.on_setup_failure.is_some()
+        || !sc.rerun_setup_on.is_empty()
+        || sc.max_setup_reruns.is_some();
+    if configured && sc.setup.is_empty() {
+        errs.add(
+            format!("{path}.setup"),
+            "setup_retry, on_setup_failure, rerun_setup_on and max_setup_reruns need [[scenarios.setup]] steps",
+        );
+    }
+    p
 }
 
 fn step(
@@ -946,14 +1041,7 @@ fn step(
             format!("a {} request cannot have a body", r.method),
         );
     }
-    for (i, c) in r.expect.iter().enumerate() {
-        if !(100..=599).contains(c) {
-            errs.add(
-                format!("{rp}.expect[{i}]"),
-                format!("must be an HTTP status 100-599, got {c}"),
-            );
-        }
-    }
+    check_statuses(&r.expect, &format!("{rp}.expect"), errs);
     let timeout = r.timeout.unwrap_or(target.timeout);
     if timeout.is_zero() {
         errs.add(format!("{rp}.timeout"), "must be greater than 0s");

@@ -146,6 +146,23 @@ impl BodySpec {
 /// Parses one template of a body field; reports errors itself and returns None on error.
 pub type FieldParser<'a> = dyn FnMut(&str, Escape, String) -> Option<Template> + 'a;
 
+/// Parse every string value of `v` on its own, with its key path (`a.b[2].c`); false when
+/// one failed (the parser has reported it under that path).
+fn json_leaves_parse(v: &serde_json::Value, path: &str, parse: &mut FieldParser<'_>) -> bool {
+    match v {
+        serde_json::Value::String(s) if s.contains("${") => {
+            parse(s, Escape::Json, path.to_string()).is_some()
+        }
+        serde_json::Value::Array(a) => a.iter().enumerate().fold(true, |ok, (i, x)| {
+            json_leaves_parse(x, &format!("{path}[{i}]"), parse) && ok
+        }),
+        serde_json::Value::Object(o) => o.iter().fold(true, |ok, (k, x)| {
+            json_leaves_parse(x, &format!("{path}.{k}"), parse) && ok
+        }),
+        _ => true,
+    }
+}
+
 /// Build a body from its config. `path` is the config path of the body (for errors),
 /// `base_dir` resolves relative file paths (the config file's directory).
 pub fn build(
@@ -157,7 +174,11 @@ pub fn build(
 ) -> Option<BodySpec> {
     match cfg {
         BodyConfig::Json { json } => {
-            // Serialize first, then template the text: substitutions are JSON-escaped.
+            // Each string value first, so an error names its key (`….json.password`).
+            if !json_leaves_parse(json, &format!("{path}.json"), parse) {
+                return None;
+            }
+            // Serialize, then template the text: substitutions are JSON-escaped.
             let text = serde_json::to_string(json).ok()?;
             let t = parse(&text, Escape::Json, format!("{path}.json"))?;
             Some(BodySpec::from_chunks(

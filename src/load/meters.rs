@@ -23,10 +23,23 @@ pub struct ScenarioMetrics {
     pub vus_target: Gauge,
     pub arrival_rate_target: GaugeF,
     pub dropped: Counter,
+    /// `loadspec_setup_runs_total{result="success"|"failure"}`.
+    pub setup_ok: Counter,
+    pub setup_fail: Counter,
     pub iterations: Counter,
     pub data_sent: Counter,
     pub data_received: Counter,
     pub iteration_duration: Histogram,
+}
+
+/// The phases of a request that k6 reports apart from its duration, and the silent retries.
+pub struct Phases {
+    /// `loadspec_http_connect_duration_seconds`: TCP connects this request waited for.
+    pub connect: Histogram,
+    /// `loadspec_http_waiting_seconds`: request sent to first response byte (TTFB).
+    pub waiting: Histogram,
+    /// `loadspec_http_retries_total`: resends after a kept-alive connection was found closed.
+    pub retries: Counter,
 }
 
 /// Status codes 100..=599 map to slots; the counter for a code is created on first use.
@@ -35,8 +48,11 @@ const CODES: usize = 500;
 /// Handles for one step (request name) of a scenario: latency, status codes, failures by
 /// reason, and checks.
 pub struct StepMetrics {
+    /// Sending + waiting + receiving (k6 `http_req_duration`), from the intended start in
+    /// the open model; never the connect.
     pub duration: Histogram,
     duration_max: WindowMax,
+    pub phases: Phases,
     codes: Box<[OnceLock<Counter>; CODES]>,
     codes_vec: Arc<Family<Counter>>,
     scenario: String,
@@ -51,10 +67,12 @@ impl StepMetrics {
     /// `codes` is the family of responses by status code (labels scenario, request, code);
     /// `failure` gives the counter of each [`FailureReason`], created now so `rate()` works
     /// from the start.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         scenario: &str,
         request: &str,
         (duration, duration_max): (Histogram, WindowMax),
+        phases: Phases,
         codes: Arc<Family<Counter>>,
         failure: impl FnMut(FailureReason) -> Counter,
         check_pass: Counter,
@@ -63,6 +81,7 @@ impl StepMetrics {
         Self {
             duration,
             duration_max,
+            phases,
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: codes,
             scenario: scenario.to_string(),

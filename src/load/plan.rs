@@ -289,6 +289,7 @@ pub struct Scenario {
     pub data: Option<DataSet>,
     /// The client's ceilings and backoff, from `[limits]`.
     pub limits: super::http1::Limits,
+    pub setup_policy: SetupPolicy,
 }
 
 pub type ScenarioRef = Arc<Scenario>;
@@ -341,22 +342,64 @@ impl std::str::FromStr for Shard {
 }
 
 impl Shard {
-    /// This shard's share of `total` VUs, as k6's execution segments split them: shard i gets
-    /// floor((i+1)·V/N) − floor(i·V/N), so the shares of all shards sum to V exactly.
+    /// This shard's share of `total` VUs. Shards stripe the global VU indexes as k6's
+    /// execution segments `0,1/N,…,1` do: global VU `g` belongs to shard `g mod N`, so this
+    /// shard runs the `g < total` with `g ≡ index (mod N)`, and the shares sum to `total`.
     pub fn vus(&self, total: u64) -> u64 {
-        let (i, n) = (self.index as u128, self.count as u128);
-        let v = total as u128;
-        ((i + 1) * v / n - i * v / n) as u64
+        (total + self.count - 1 - self.index) / self.count
     }
 
-    /// This shard's share of an arrival rate (proportional).
-    pub fn rate(&self, total: f64) -> f64 {
-        total / self.count as f64
+    /// The global index of this shard's `local`-th VU or arrival (striped, as above).
+    pub fn global(&self, local: u64) -> u64 {
+        local * self.count + self.index
+    }
+
+    /// True when global VU or arrival `g` is this shard's.
+    pub fn owns(&self, g: u64) -> bool {
+        g % self.count == self.index
     }
 
     pub fn is_first(&self) -> bool {
         self.index == 0
     }
+}
+
+/// What a VU does when its `[[scenarios.setup]]` steps fail (`setup_retry`,
+/// `on_setup_failure`), and when an iteration shows that its login expired
+/// (`rerun_setup_on`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupPolicy {
+    /// Extra attempts after a failed setup, each after `backoff`, before it counts as failed.
+    pub retries: u32,
+    pub backoff: Duration,
+    /// After the retries: stop the VU, or try again at its next iteration.
+    pub on_failure: OnSetupFailure,
+    /// Statuses of an iteration step that mean "log in again".
+    pub rerun_on: Vec<u16>,
+    /// How many times one VU may re-run its setup for `rerun_on`.
+    pub max_reruns: u32,
+}
+
+impl Default for SetupPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            backoff: Duration::from_secs(1),
+            on_failure: OnSetupFailure::StopVu,
+            rerun_on: Vec::new(),
+            max_reruns: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnSetupFailure {
+    /// The VU runs no more iterations in this scenario.
+    #[default]
+    StopVu,
+    /// The VU waits `backoff` and tries the setup again before its next iteration.
+    Retry,
 }
 
 #[cfg(test)]
@@ -371,9 +414,25 @@ mod tests {
                 assert_eq!(sum, v, "n={n} v={v}");
             }
         }
-        assert_eq!(Shard { index: 0, count: 3 }.vus(10), 3);
+        // Striped: VUs 0, 3, 6, 9 | 1, 4, 7 | 2, 5, 8.
+        assert_eq!(Shard { index: 0, count: 3 }.vus(10), 4);
         assert_eq!(Shard { index: 1, count: 3 }.vus(10), 3);
-        assert_eq!(Shard { index: 2, count: 3 }.vus(10), 4);
+        assert_eq!(Shard { index: 2, count: 3 }.vus(10), 3);
+        for n in 1..=4u64 {
+            for g in 0..40u64 {
+                let owners: Vec<u64> = (0..n)
+                    .filter(|&i| Shard { index: i, count: n }.owns(g))
+                    .collect();
+                assert_eq!(owners.len(), 1, "g={g} n={n}");
+                let s = Shard {
+                    index: owners[0],
+                    count: n,
+                };
+                assert_eq!(s.global(g / n), g);
+                // The owner's share counts g exactly when g is below the total.
+                assert_eq!(s.vus(g + 1) - s.vus(g), 1);
+            }
+        }
     }
 
     #[test]

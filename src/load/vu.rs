@@ -297,10 +297,12 @@ impl ScenarioCtx {
             self.assign_row(vu, data, vu.id);
         }
         for s in &self.setup {
-            if !self.exec(s, vu, Instant::now()).await {
+            if !self.exec(s, vu, Instant::now()).await.ok {
+                self.metrics.setup_fail.inc();
                 return false;
             }
         }
+        self.metrics.setup_ok.inc();
         vu.setup_done = true;
         true
     }
@@ -329,9 +331,20 @@ impl ScenarioCtx {
             };
             self.assign_row(vu, data, n);
         }
+        let policy = &self.scenario.setup_policy;
         for (i, s) in self.steps.iter().enumerate() {
             let start = if i == 0 { t0 } else { Instant::now() };
-            if !self.exec(s, vu, start).await && !s.step.captures.is_empty() {
+            let done = self.exec(s, vu, start).await;
+            if done.status.is_some_and(|c| policy.rerun_on.contains(&c))
+                && vu.reruns < policy.max_reruns
+            {
+                // The login expired: stop this iteration here (one failed request) and run
+                // the setup again before the next one.
+                vu.reruns += 1;
+                vu.setup_done = false;
+                break;
+            }
+            if !done.ok && !s.step.captures.is_empty() {
                 // A failed capture leaves later steps without their inputs.
                 break;
             }
@@ -357,8 +370,8 @@ impl ScenarioCtx {
         tokio::time::sleep(vu.backoff).await;
     }
 
-    /// Send one step and record it; true when its check passed.
-    async fn exec(&self, s: &PreparedStep, vu: &mut Vu, start: Instant) -> bool {
+    /// Send one step and record it.
+    async fn exec(&self, s: &PreparedStep, vu: &mut Vu, start: Instant) -> Done {
         let step = &s.step;
         let parsed;
         let target = match &s.static_target {
@@ -372,7 +385,7 @@ impl ScenarioCtx {
                     // A variable produced an unusable URL: nothing can be sent.
                     self.fail_without_exchange(s, vu, FailureReason::InvalidRequest)
                         .await;
-                    return false;
+                    return Done::FAILED;
                 }
             },
         };
@@ -392,7 +405,7 @@ impl ScenarioCtx {
                     vu.conns.put_head(scratch);
                     self.fail_without_exchange(s, vu, FailureReason::InvalidRequest)
                         .await;
-                    return false;
+                    return Done::FAILED;
                 }
                 &scratch
             }
@@ -425,7 +438,11 @@ impl ScenarioCtx {
                 self.scenario.limits.backoff_max,
             );
         }
-        let elapsed = start.elapsed();
+        let end = Instant::now();
+        let retries = vu.conns.take_retries();
+        if retries > 0 {
+            s.metrics.phases.retries.inc_by(retries);
+        }
         match result {
             Ok(resp) if resp.body_over_cap => {
                 vu.backoff = std::time::Duration::ZERO;
@@ -435,10 +452,23 @@ impl ScenarioCtx {
                 for c in &step.captures {
                     vu.vars[c.var] = None;
                 }
-                false
+                Done {
+                    ok: false,
+                    status: Some(resp.status),
+                }
             }
             Ok(resp) => {
                 vu.backoff = std::time::Duration::ZERO;
+                let t = resp.timing;
+                if !t.connect.is_zero() {
+                    s.metrics.phases.connect.observe(t.connect.as_secs_f64());
+                }
+                s.metrics.phases.waiting.observe(t.waiting.as_secs_f64());
+                // k6's http_req_duration: everything from the (intended) start but the
+                // connect, which has its own histogram.
+                let elapsed = end
+                    .saturating_duration_since(start)
+                    .saturating_sub(t.connect);
                 self.metrics.data_received.inc_by(resp.received);
                 s.metrics.latency(elapsed.as_secs_f64());
                 self.latency.record(elapsed);
@@ -449,11 +479,14 @@ impl ScenarioCtx {
                 } else {
                     s.metrics.check_fail.inc();
                 }
-                ok
+                Done {
+                    ok,
+                    status: Some(resp.status),
+                }
             }
             Err(reason) if reason.without_exchange() => {
                 self.fail_without_exchange(s, vu, reason).await;
-                false
+                Done::FAILED
             }
             Err(reason) => {
                 s.metrics.failure(reason);
@@ -461,10 +494,25 @@ impl ScenarioCtx {
                 // Every failure path gives the worker back, even when the socket failed
                 // without waiting.
                 tokio::task::yield_now().await;
-                false
+                Done::FAILED
             }
         }
     }
+}
+
+/// How one step ended.
+struct Done {
+    /// Its check passed.
+    ok: bool,
+    /// The response status, if a response arrived.
+    status: Option<u16>,
+}
+
+impl Done {
+    const FAILED: Done = Done {
+        ok: false,
+        status: None,
+    };
 }
 
 /// Apply the step's captures; false if any found nothing.
@@ -512,10 +560,15 @@ fn capture(step: &Step, resp: &Response, vu: &mut Vu) -> bool {
 
 /// One virtual user's own state: its variables and connections.
 pub struct Vu {
+    /// The global VU index across shards (shard-striped), which picks its per-VU data row.
     pub id: u64,
     pub vars: Vec<Option<String>>,
     pub iterations: u64,
     pub setup_done: bool,
+    /// Its last setup round failed (`on_setup_failure = "retry"` waits before the next).
+    pub setup_failed: bool,
+    /// Setup re-runs for `rerun_setup_on` so far.
+    pub reruns: u32,
     conns: Conns,
     /// The pause after the last failure without an exchange; zero after a success.
     backoff: std::time::Duration,
@@ -528,6 +581,8 @@ impl Vu {
             vars: vec![None; ctx.scenario.var_names.len()],
             iterations: 0,
             setup_done: false,
+            setup_failed: false,
+            reruns: 0,
             conns: Conns::new(ctx.scenario.limits),
             backoff: std::time::Duration::ZERO,
         }

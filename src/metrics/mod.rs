@@ -25,10 +25,17 @@ use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram, WindowMax
 use self::text::Expose;
 use crate::sla::{PricesConfig, SlaConfig};
 
-pub use crate::load::meters::{Meters, ScenarioMetrics, StepMetrics};
+pub use crate::load::meters::{Meters, Phases, ScenarioMetrics, StepMetrics};
 pub use crate::load::FailureReason;
 
 const SR: &[&str] = &["scenario", "request"];
+
+/// Buckets of the connect and waiting histograms: fixed and few (they carry no SLA edge), from
+/// a loopback connect (0.5 ms) to a connect that waited for a SYN resend (1-3 s) and a slow
+/// first byte.
+const PHASE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 const S: &[&str] = &["scenario"];
 
 /// All load, SLA and price metric families. They live on [`family`] atomics and are written
@@ -38,6 +45,9 @@ pub struct LoadMetrics {
     /// Rebuilt by [`LoadMetrics::set_buckets`] when the buckets change.
     latency: RwLock<Arc<Latency>>,
     duration_max: Family<WindowMax>,
+    connect: Family<Histogram>,
+    waiting: Family<Histogram>,
+    retries: Family<Counter>,
     requests: Arc<Family<Counter>>,
     failures: Family<Counter>,
     checks: Family<Counter>,
@@ -45,6 +55,7 @@ pub struct LoadMetrics {
     vus_target: Family<Gauge>,
     arrival_rate_target: Family<GaugeF>,
     dropped: Family<Counter>,
+    setup_runs: Family<Counter>,
     iterations: Family<Counter>,
     data_sent: Family<Counter>,
     data_received: Family<Counter>,
@@ -99,6 +110,24 @@ impl LoadMetrics {
                 SR,
                 (),
             ),
+            connect: Family::new(
+                "loadspec_http_connect_duration_seconds",
+                "TCP connects a request waited for (a new or replaced connection).",
+                SR,
+                Buckets::new(PHASE_BUCKETS),
+            ),
+            waiting: Family::new(
+                "loadspec_http_waiting_seconds",
+                "Time to first byte: request written to the first response byte (k6 http_req_waiting).",
+                SR,
+                Buckets::new(PHASE_BUCKETS),
+            ),
+            retries: Family::new(
+                "loadspec_http_retries_total",
+                "Requests sent again because a kept-alive connection was found closed before any response byte.",
+                SR,
+                (),
+            ),
             requests: Arc::new(Family::new(
                 "loadspec_http_requests_total",
                 "Responses received, by status code.",
@@ -134,6 +163,12 @@ impl LoadMetrics {
                 "loadspec_dropped_iterations_total",
                 "Open-model iterations not started because every VU up to max_vus was busy.",
                 S,
+                (),
+            ),
+            setup_runs: Family::new(
+                "loadspec_setup_runs_total",
+                "Runs of a scenario's setup steps (first logins, retries, re-logins), by result.",
+                &["scenario", "result"],
                 (),
             ),
             iterations: Family::new("loadspec_iterations_total", "Completed iterations.", S, ()),
@@ -280,6 +315,8 @@ impl Meters for LoadMetrics {
             vus_target: self.vus_target.with_label_values(&l),
             arrival_rate_target: self.arrival_rate_target.with_label_values(&l),
             dropped: self.dropped.with_label_values(&l),
+            setup_ok: self.setup_runs.with_label_values(&[scenario, "success"]),
+            setup_fail: self.setup_runs.with_label_values(&[scenario, "failure"]),
             iterations: self.iterations.with_label_values(&l),
             data_sent: self.data_sent.with_label_values(&l),
             data_received: self.data_received.with_label_values(&l),
@@ -297,6 +334,11 @@ impl Meters for LoadMetrics {
                 self.latency().duration.with_label_values(&l),
                 self.duration_max.with_label_values(&l),
             ),
+            Phases {
+                connect: self.connect.with_label_values(&l),
+                waiting: self.waiting.with_label_values(&l),
+                retries: self.retries.with_label_values(&l),
+            },
             Arc::clone(&self.requests),
             |r| {
                 self.failures
@@ -312,7 +354,7 @@ impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
         let latency = self.latency();
-        let families: [&dyn Expose; 24] = [
+        let families: [&dyn Expose; 28] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -320,14 +362,18 @@ impl Expose for LoadMetrics {
             &self.data_received,
             &self.data_sent,
             &self.dropped,
+            &self.connect,
             &self.duration_max,
             &latency.duration,
             &self.failures,
             &*self.requests,
+            &self.retries,
+            &self.waiting,
             &latency.iteration,
             &self.iterations,
             &self.price_mem,
             &self.price_vcpu,
+            &self.setup_runs,
             &self.sla_cpu,
             &self.sla_error_ratio,
             &self.sla_latency_bucket,
@@ -358,10 +404,11 @@ impl Latency {
             bounds: bounds.to_vec(),
             duration: Family::new(
                 "loadspec_http_request_duration_seconds",
-                "Time from the (intended) send to the last response byte, responses only.",
+                "Sending + waiting + receiving (k6 http_req_duration): from the send, or the intended start in the open model, to the last response byte, without the connect; responses only.",
                 SR,
                 Buckets::new(bounds),
             ),
+
             iteration: Family::new(
                 "loadspec_iteration_duration_seconds",
                 "Duration of whole iterations (all steps, without think time).",
@@ -405,7 +452,9 @@ mod tests {
         let (one, _) = count(&m);
         // 43 buckets + +Inf + sum + count, the 10 s max, one status code, 10 failure reasons,
         // 2 check results.
-        assert_eq!(one - base, 46 + 1 + 1 + 10 + 2);
+        // ... plus the connect and waiting histograms (14 fixed buckets, +Inf, sum, count) and
+        // the retry counter.
+        assert_eq!(one - base, 46 + 1 + 1 + 10 + 2 + 2 * 17 + 1);
         let m = LoadMetrics::new(bounds);
         m.configure(bounds, &sla, &prices);
         for sc in 0..20 {
@@ -419,7 +468,7 @@ mod tests {
         }
         let (series, bytes) = count(&m);
         eprintln!("20 scenarios x 5 requests: {series} series, {bytes} bytes");
-        assert!((6500..7500).contains(&series), "{series}");
+        assert!((9000..11000).contains(&series), "{series}");
     }
 
     #[test]

@@ -177,6 +177,10 @@ fn base(name: &str, executor: ExecutorKind) -> ScenarioConfig {
         setup: Vec::new(),
         requests: Vec::new(),
         data: None,
+        setup_retry: None,
+        on_setup_failure: None,
+        rerun_setup_on: Vec::new(),
+        max_setup_reruns: None,
     }
 }
 

@@ -4,7 +4,7 @@
 //! server closed while idle once.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -58,6 +58,8 @@ pub(super) struct Conn {
     pub(super) buf: BytesMut,
     /// It carried a request before: an EOF before the answer means the server closed it idle.
     pub(super) reused: bool,
+    /// When the first byte of the current response arrived.
+    pub(super) first_byte: Option<Instant>,
 }
 
 /// The connections of one VU, and its scratch buffer for request heads.
@@ -71,6 +73,8 @@ pub struct Conns {
     /// Whether the last [`Conns::send_raw`] opened a connection: `Some(true)` it did,
     /// `Some(false)` it failed to, `None` it reused one (the target's up/down state).
     pub last_connect: Option<bool>,
+    /// Requests sent again on a new connection since [`Conns::take_retries`].
+    retries: u64,
 }
 
 /// Why an exchange ended without a response.
@@ -122,7 +126,21 @@ impl Conns {
             stream,
             buf: BytesMut::with_capacity(READ_BUF),
             reused: false,
+            first_byte: None,
         })
+    }
+
+    /// Connect, adding the time it took to `spent`.
+    async fn connect_timed(authority: &str, spent: &mut Duration) -> Result<Conn, FailureReason> {
+        let t = Instant::now();
+        let c = Self::connect(authority).await;
+        *spent += t.elapsed();
+        c
+    }
+
+    /// Resends since the last call (a kept-alive connection found closed, then replaced).
+    pub fn take_retries(&mut self) -> u64 {
+        std::mem::take(&mut self.retries)
     }
 
     /// Send an `http::Request` (tests build requests this way; the VUs use
@@ -167,8 +185,8 @@ impl Conns {
     }
 
     /// Connect, noting the outcome in `last_connect`.
-    async fn open(&mut self, authority: &str) -> Result<Conn, FailureReason> {
-        let r = Self::connect(authority).await;
+    async fn open(&mut self, authority: &str, spent: &mut Duration) -> Result<Conn, FailureReason> {
+        let r = Self::connect_timed(authority, spent).await;
         // Only the target's answer counts for its up/down state, not loadspec's own limits.
         match &r {
             Ok(_) => self.last_connect = Some(true),
@@ -202,13 +220,15 @@ impl Conns {
         self.last_connect = None;
         let limits = self.limits;
         let fut = async {
+            let mut connect = Duration::ZERO;
             let mut conn = match self.take(req.authority) {
                 Some(c) => c,
-                None => self.open(req.authority).await?,
+                None => self.open(req.authority, &mut connect).await?,
             };
             loop {
                 match exchange(&mut conn, &req, want, &limits, &mut self.last_sent).await {
-                    Ok((resp, reusable)) => {
+                    Ok((mut resp, reusable)) => {
+                        resp.timing.connect = connect;
                         if reusable {
                             conn.reused = true;
                             if conn.buf.capacity() > KEEP_BUF {
@@ -218,8 +238,12 @@ impl Conns {
                         }
                         return Ok(resp);
                     }
+                    // Closed before any byte of the response arrived (a response byte makes
+                    // any later failure the request's own): safe to send again, even a POST
+                    // the server never answered. Counted, never silent.
                     Err(Fail::Closed) if conn.reused => {
-                        conn = self.open(req.authority).await?;
+                        self.retries += 1;
+                        conn = self.open(req.authority, &mut connect).await?;
                     }
                     Err(Fail::Closed) => return Err(FailureReason::Io),
                     Err(Fail::Reason(r)) => return Err(r),
@@ -255,9 +279,14 @@ async fn exchange(
             Fail::Reason(FailureReason::Io)
         });
     }
+    let written_at = Instant::now();
     conn.buf.clear();
+    conn.first_byte = None;
     let (status, framing, close, headers, head_len) =
         read_head(conn, req.head_only, want, limits).await?;
+    let waiting = conn
+        .first_byte
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(written_at));
     let mut body = Kept::new(want.body, limits.max_capture_body);
     let (len, eof) = match framing {
         Framing::None => (0, false),
@@ -273,6 +302,10 @@ async fn exchange(
             body: body.buf.map(BytesMut::freeze),
             body_over_cap: body.over,
             received: head_len + len,
+            timing: super::Timing {
+                connect: Duration::ZERO,
+                waiting,
+            },
         },
         reusable,
     ))

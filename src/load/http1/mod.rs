@@ -55,6 +55,20 @@ pub struct Response {
     pub body_over_cap: bool,
     /// Bytes received: the exact head plus the body length.
     pub received: u64,
+    /// The phases k6 reports apart.
+    pub timing: Timing,
+}
+
+/// The phases of one exchange, kept apart so each has its own histogram. The request's
+/// duration is its whole time less these set-up phases (a TLS handshake, once there is one,
+/// gets a field of its own here and is taken out the same way).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// TCP connects this request waited for (zero on a kept-alive connection); the TCP
+    /// connect only.
+    pub connect: std::time::Duration,
+    /// From the request's last byte written to the response's first byte (TTFB).
+    pub waiting: std::time::Duration,
 }
 
 /// What the caller needs from a response besides its status and size.

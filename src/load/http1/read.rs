@@ -120,7 +120,12 @@ pub(super) async fn read_head(
                     return Err(FailureReason::HeaderTooLarge.into());
                 }
                 match fill(conn, READ_BUF).await {
-                    Ok(true) => any = true,
+                    Ok(true) => {
+                        if !any {
+                            conn.first_byte = Some(std::time::Instant::now());
+                        }
+                        any = true;
+                    }
                     Ok(false) if !any && head_bytes == 0 => return Err(Fail::Closed),
                     Ok(false) => return Err(FailureReason::Io.into()),
                     Err(e) if !any && head_bytes == 0 && is_closed(&e) => return Err(Fail::Closed),
