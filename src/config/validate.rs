@@ -160,8 +160,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
                 format!("{:?} is already used by scenarios[{prev}]", sc.name),
             );
         }
-        if let Some(s) = scenario(
-            &raw.limits,
+        if let Some(mut s) = scenario(
             sc,
             &path,
             &raw.target,
@@ -170,6 +169,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
             &mut errs,
             &mut warnings,
         ) {
+            s.limits = crate::load::http1::Limits::from_config(&raw.limits);
             scenarios.push(Arc::new(s));
         }
     }
@@ -690,7 +690,6 @@ impl Vars {
 }
 
 fn scenario(
-    limits: &LimitsConfig,
     sc: &ScenarioConfig,
     path: &str,
     target: &TargetConfig,
@@ -793,7 +792,8 @@ fn scenario(
         steps,
         var_names: vars.names,
         data,
-        limits: crate::load::http1::Limits::from_config(limits),
+        // Set by the caller from `[limits]`, which is not per scenario.
+        limits: Default::default(),
         setup_policy,
     })
 }
