@@ -43,15 +43,35 @@ ensure_peers() {
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 }
 
-# Start nginx serving a small static file on one core; sets NGINX_URL.
+# start_nginx [tls] — nginx serving a small static file on one core; sets NGINX_URL. With
+# "tls" it serves HTTPS/1.1 only (wrk speaks nothing else; session cache and tickets on), also
+# answers POST /upload with 200 (nginx reads and discards the body), sets NGINX_TLS_BASE
+# (https://127.0.0.1:PORT) and writes a self-signed certificate to $WORK/tls/cert.pem (a
+# throw-away key made by the openssl CLI for this run).
 start_nginx() {
-    local d="$WORK/nginx" port
+    local tls=${1:-} d="$WORK/nginx${1:+-$1}" port listen http_tls="" server_tls="" scheme=http
     mkdir -p "$d/www" "$d/tmp"
     # The worker runs as nobody: it must reach the file.
     chmod 755 "$WORK" "$d" "$d/www"
     # 100-byte body: a "small response", like an API's JSON answer.
     printf '%099d\n' 0 >"$d/www/small.txt"
     port=$(free_port)
+    listen="127.0.0.1:$port"
+    if [[ -n $tls ]]; then
+        mkdir -p "$WORK/tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+            -addext basicConstraints=critical,CA:FALSE \
+            -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
+        listen="$listen ssl"
+        http_tls="ssl_certificate $WORK/tls/cert.pem;
+    ssl_certificate_key $WORK/tls/key.pem;
+    ssl_session_cache shared:TLS:10m;
+    ssl_session_tickets on;
+    client_max_body_size 8m;"
+        server_tls='location = /upload { return 200 "ok\n"; }'
+        scheme=https
+    fi
     cat >"$d/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -67,17 +87,20 @@ http {
     fastcgi_temp_path $d/tmp/fastcgi;
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
+    $http_tls
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen $listen backlog=4096;
         root $d/www;
         location / { }
+        $server_tls
     }
 }
 EOF
     taskset -c "$TARGET_CORE" nginx -c "$d/nginx.conf" -p "$d" 2>>"$d/error.log" &
     NGINX_PID=$!
-    NGINX_URL="http://127.0.0.1:$port/small.txt"
-    for _ in $(seq 50); do curl -fs -o /dev/null "$NGINX_URL" && return 0; sleep 0.1; done
+    NGINX_TLS_BASE="$scheme://127.0.0.1:$port"
+    NGINX_URL="$NGINX_TLS_BASE/small.txt"
+    for _ in $(seq 50); do curl -fsk -o /dev/null "$NGINX_URL" && return 0; sleep 0.1; done
     die "nginx did not start: $(cat "$d/error.log")"
 }
 
@@ -136,6 +159,7 @@ progress_interval = "1h"
 source = "none"
 [target]
 timeout = "60s"
+${TARGET_EXTRA:-}
 [[scenarios]]
 name = "bench"
 executor = "constant-vus"

@@ -270,6 +270,12 @@ pub async fn run(
         };
         run.ended = Some(std::time::SystemTime::now());
         run.notes = outcome.notes.clone();
+        if settings.raw.target.tls.insecure_skip_verify {
+            run.notes.push(
+                "target.tls.insecure_skip_verify was on: the target's certificate was not verified"
+                    .into(),
+            );
+        }
         run.restored_limits = outcome.restored.clone();
         if outcome.tested_spec.is_some() {
             run.tested_spec = outcome.tested_spec.clone();

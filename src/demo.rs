@@ -45,6 +45,10 @@ pub struct DemoArgs {
     /// Length of each sweep step.
     #[arg(long, default_value = "7s", value_parser = humantime::parse_duration)]
     pub stage_duration: Duration,
+    /// Run over HTTPS: demo-target gets a certificate from a CA made for this run (kept in a
+    /// temporary directory and deleted at the end), and loadspec trusts that CA.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 pub fn main(a: DemoArgs) -> ExitCode {
@@ -66,7 +70,7 @@ pub fn main(a: DemoArgs) -> ExitCode {
 }
 
 /// Start `loadspec demo-target` as a child and read the address it prints.
-async fn start_target(a: &DemoArgs) -> anyhow::Result<(Child, SocketAddr)> {
+async fn start_target(a: &DemoArgs, tls: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args([
@@ -82,6 +86,7 @@ async fn start_target(a: &DemoArgs) -> anyhow::Result<(Child, SocketAddr)> {
             "--base-memory",
             &format!("{}MiB", a.base_memory_mib),
         ])
+        .args(tls)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -106,18 +111,42 @@ async fn start_target(a: &DemoArgs) -> anyhow::Result<(Child, SocketAddr)> {
 
 async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let signals = crate::shutdown::listen(None)?;
-    let (mut child, addr) = start_target(&a).await?;
+    let dir = std::env::temp_dir().join(format!("loadspec-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut tls_args = Vec::new();
+    let mut ca_file = None;
+    if a.tls {
+        let pki = crate::demo_target::tls::Pki::new("loadspec demo CA")?;
+        let (cert, key) = pki
+            .server(&["127.0.0.1", "localhost"])?
+            .write(&dir, "server")?;
+        std::fs::write(dir.join("ca.pem"), &pki.ca_pem)?;
+        ca_file = Some(dir.join("ca.pem"));
+        tls_args = vec![
+            "--tls-cert".to_string(),
+            cert.display().to_string(),
+            "--tls-key".to_string(),
+            key.display().to_string(),
+        ];
+    }
+    let (mut child, addr) = match start_target(&a, &tls_args).await {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let pid = child
         .id()
         .ok_or_else(|| anyhow::anyhow!("demo-target has no pid"))?;
     tracing::info!(%addr, pid, cpu_ms = a.cpu_ms, delay_ms = a.delay_ms,
         mem_per_request_mib = a.mem_per_request_mib, base_memory_mib = a.base_memory_mib, "demo-target started");
 
-    let dir = std::env::temp_dir().join(format!("loadspec-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("test.png"), TEST_PNG)?;
     let mut raw = crate::config::parse_raw(DEMO_TOML, "embedded demo config")?;
-    raw.target.base_url = Some(format!("http://{addr}"));
+    let scheme = if a.tls { "https" } else { "http" };
+    raw.target.base_url = Some(format!("{scheme}://{addr}"));
+    raw.target.tls.ca_file = ca_file;
     raw.containers.source = SourceKind::Process;
     raw.containers.pids = vec![pid];
     raw.containers.process_name = Some("demo-target".into());
@@ -135,7 +164,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let url = listener.local_addr()?;
     println!(
-        "loadspec demo: sweeping {:?} VUs against demo-target at {addr}",
+        "loadspec demo: sweeping {:?} VUs against demo-target at {scheme}://{addr}",
         a.vus
     );
     println!("  live: http://{url}/report   metrics: http://{url}/metrics\n");

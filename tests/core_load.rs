@@ -9,22 +9,8 @@ use std::time::Duration;
 use loadspec::demo_target::DemoTargetConfig;
 use support_core::*;
 
-const PROMPT: &str = "미니멀하고 화이톤의 셋업";
-
 fn header(base: &str, extra: &str) -> String {
-    format!(
-        r#"
-[target]
-base_url = "http://{base}"
-[lifecycle]
-on_finish = "idle"
-[reports]
-enabled = false
-[analysis]
-settle = "200ms"
-{extra}
-"#
-    )
+    format!("\n[target]\nbase_url = \"http://{base}\"\n{IDLE_NO_REPORTS}{extra}\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,20 +26,7 @@ async fn the_seed_request_reaches_a_real_multipart_parser_intact() {
     let png = std::fs::read(d.path().join("test.png")).unwrap();
     let fin = d.stop().await;
     let stats = target.stats();
-    let seen = stats
-        .last_multipart
-        .expect("the server parsed a multipart body");
-    assert_eq!(seen.field_names, vec!["prompt", "beforeImagePath"]);
-    assert_eq!(seen.prompt.as_deref(), Some(PROMPT));
-    assert_eq!(seen.filename.as_deref(), Some("test.png"));
-    assert_eq!(seen.content_type.as_deref(), Some("image/png"));
-    assert_eq!(seen.file_bytes, png.len() as u64);
-    assert_eq!(
-        seen.file_fnv64,
-        fnv64(&png),
-        "file bytes differ from the file"
-    );
-    assert!(seen.bearer_present, "Authorization header did not arrive");
+    assert_seed_upload(stats.last_multipart, &png, "HTTP/1.1");
     let ai = &stats.requests["POST /api/v1/ai-images"];
     assert_eq!(ai.get(&200), Some(&10), "{ai:?}");
     let (outcome, _) = fin.last.expect("a run finished");

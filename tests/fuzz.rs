@@ -122,8 +122,9 @@ fn exchange(rt: &tokio::runtime::Runtime, bytes: Vec<u8>) -> Result<(u16, u64), 
         });
         let mut c = Conns::default();
         let head = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+        let target = loadspec::load::http1::Target::parse(&format!("http://{addr}/")).unwrap();
         let req = RawRequest {
-            authority: &addr,
+            target: &target,
             head,
             body: &[],
             file: None,

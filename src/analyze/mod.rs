@@ -172,10 +172,32 @@ async fn run(a: AnalyzeArgs) -> Result<(), AnalyzeError> {
         run_filter: run_filter.clone(),
         containers: a.containers,
     };
-    let idx = match &run_filter {
-        Some(f) => format!("max by (scenario) (loadspec_stage_index and on(instance, job) {f})"),
-        None => "max by (scenario) (loadspec_stage_index)".to_string(),
+    // Every shard of the run reports its stage; a sample counts only where all of them are
+    // present and agree, so a window never mixes two stages' load (shards are scraped at
+    // different moments of an interval) or misses a shard that had not started or had ended.
+    let expected_shards = match &run_filter {
+        Some(f) => prom
+            .instant(
+                &format!(
+                    "max(max_over_time({f}[{}s])) by (shards)",
+                    (to - from).ceil() as u64
+                ),
+                to,
+            )
+            .await?
+            .iter()
+            .filter_map(|s| s.labels.get("shards")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(1),
+        None => 1,
     };
+    let x = match &run_filter {
+        Some(f) => format!("(loadspec_stage_index and on(instance, job) {f})"),
+        None => "loadspec_stage_index".to_string(),
+    };
+    let idx = format!(
+        "min by (scenario) ({x}) and on(scenario) (max by (scenario) ({x}) == min by (scenario) ({x})) and on(scenario) (count by (scenario) ({x}) >= {expected_shards})"
+    );
     let settle = raw.analysis.settle.as_secs_f64();
     let mut stages: Vec<StageSummary> = Vec::new();
     let mut shards = std::collections::BTreeSet::new();

@@ -32,9 +32,11 @@ pub fn split(scenario: &str, points: &[(f64, f64)], step: f64) -> Vec<Window> {
             continue;
         }
         let index = v.round() as usize;
-        let gap = t - last_t > 1.5 * step;
+        // A few missing samples inside a stage (a shard's scrape failed, or the shards did not
+        // agree for a moment) do not end it; a long gap does.
+        let short_gap = t - last_t <= 3.5 * step;
         match open.take() {
-            Some(mut w) if w.index == index && !gap => {
+            Some(mut w) if w.index == index && short_gap => {
                 w.end = t;
                 open = Some(w);
             }
@@ -92,6 +94,13 @@ mod tests {
 
     #[test]
     fn a_gap_ends_the_stage_and_a_repeat_is_ignored() {
+        // Two missing samples inside stage 0 do not split it.
+        let w = split(
+            "s",
+            &pts(&[(0.0, 0.0), (1.0, 0.0), (4.0, 0.0), (5.0, 1.0)]),
+            1.0,
+        );
+        assert_eq!((w[0].start, w[0].end), (0.0, 4.0));
         let p = pts(&[(0.0, 0.0), (1.0, 0.0), (5.0, 0.0), (6.0, 1.0)]);
         let w = split("s", &p, 1.0);
         assert_eq!(w.len(), 2);

@@ -114,6 +114,12 @@ pub struct TargetConfig {
     pub headers: BTreeMap<String, String>,
     #[serde(with = "crate::units::duration")]
     pub timeout: Duration,
+    /// TLS of `https://` URLs: private CA, SNI override, client certificate.
+    pub tls: crate::load::tls::TlsConfig,
+    /// `"1.1"` (each VU owns its connection) or `"2"` (ALPN over TLS, h2c over http).
+    pub http_version: crate::load::net::HttpVersion,
+    /// With HTTP/2: connections per target, shared by the VUs (VU i uses connection i mod N).
+    pub http2_connections: u32,
 }
 
 impl Default for TargetConfig {
@@ -123,6 +129,9 @@ impl Default for TargetConfig {
             bearer_token: None,
             headers: BTreeMap::new(),
             timeout: Duration::from_secs(60),
+            tls: Default::default(),
+            http_version: Default::default(),
+            http2_connections: 1,
         }
     }
 }

@@ -141,6 +141,7 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
     if raw.scenarios.is_empty() {
         errs.add("scenarios", "at least one scenario is required");
     }
+    let transport = Arc::new(transport(&raw, base_dir, &mut errs));
     let mut names = HashMap::new();
     let mut scenarios = Vec::new();
     let mut warnings = Vec::new();
@@ -170,7 +171,10 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
             &mut warnings,
         ) {
             s.limits = crate::load::http1::Limits::from_config(&raw.limits);
-            scenarios.push(Arc::new(s));
+            scenarios.push(Arc::new(Scenario {
+                transport: transport.clone(),
+                ..s
+            }));
         }
     }
     errs.finish(Settings {
@@ -352,26 +356,50 @@ fn take_userinfo(u: &str) -> Result<Option<(String, String)>, String> {
     Ok(Some((stripped, value)))
 }
 
+/// The client settings of `target`: TLS, HTTP version, HTTP/2 connections. The TLS client is
+/// built at once (so a bad key stops the start) when a TLS key is set or a URL is https.
+fn transport(raw: &RawConfig, base_dir: &Path, errs: &mut Errors) -> crate::load::net::Transport {
+    let https = |u: &Option<String>| u.as_deref().is_some_and(|u| u.starts_with("https:"));
+    let eager = https(&raw.target.base_url)
+        || raw
+            .scenarios
+            .iter()
+            .flat_map(|s| s.setup.iter().chain(&s.requests))
+            .any(|r| https(&r.url));
+    let n = raw.target.http2_connections;
+    let max = crate::load::net::MAX_HTTP2_CONNECTIONS;
+    if !(1..=max).contains(&n) {
+        errs.add(
+            "target.http2_connections",
+            format!("must be from 1 to {max}, got {n}"),
+        );
+    }
+    let t = &raw.target;
+    crate::load::net::Transport::new(&t.tls, "target.tls", base_dir, eager, t.http_version, n)
+        .unwrap_or_else(|es| {
+            for e in es {
+                errs.add(e.field, e.reason);
+            }
+            Default::default()
+        })
+}
+
 fn check_url(u: &str, path: &str, errs: &mut Errors) -> bool {
     match url::Url::parse(u) {
-        Ok(url) if url.scheme() == "http" => {
+        Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {
             if url.host_str().is_none() {
                 errs.add(path, format!("has no host: {u:?}"));
                 return false;
             }
             true
         }
-        Ok(url) if url.scheme() == "https" => {
-            errs.add(
-                path,
-                format!("https is not supported yet; use an http:// URL, got {u:?}"),
-            );
-            false
-        }
         Ok(url) => {
             errs.add(
                 path,
-                format!("scheme must be http, got {:?} in {u:?}", url.scheme()),
+                format!(
+                    "scheme must be http or https, got {:?} in {u:?}",
+                    url.scheme()
+                ),
             );
             false
         }
@@ -795,6 +823,7 @@ fn scenario(
         // Set by the caller from `[limits]`, which is not per scenario.
         limits: Default::default(),
         setup_policy,
+        transport: Arc::default(),
     })
 }
 

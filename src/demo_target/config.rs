@@ -84,6 +84,34 @@ pub struct DemoTargetArgs {
     #[arg(long, env = "LOADSPEC_DEMO_BLOCKING_THREADS", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
     pub blocking_threads: u16,
 
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key). HTTP/2 and HTTP/1.1 are
+    /// offered by ALPN.
+    #[arg(
+        long,
+        env = "LOADSPEC_DEMO_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "LOADSPEC_DEMO_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Require client certificates signed by this PEM CA (mutual TLS; needs --tls-cert).
+    #[arg(
+        long,
+        env = "LOADSPEC_DEMO_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish before exit.
     #[arg(long, env = "LOADSPEC_DEMO_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

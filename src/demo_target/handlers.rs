@@ -99,6 +99,11 @@ pub async fn handle(
     if req.uri().path().starts_with("/_") {
         return Ok(control(&state, &req));
     }
+    state.conns(|c| {
+        *c.requests_by_version
+            .entry(format!("{:?}", req.version()))
+            .or_default() += 1
+    });
     let _in_flight = state.begin();
     let began = Instant::now();
     let route = Route::of(req.method(), req.uri().path());

@@ -10,6 +10,8 @@
 //! - [`multipart`]: the S3 upload parsed with `multer`.
 //! - [`handlers`]: routing and every endpoint.
 //! - [`server`]: the accept loop, graceful shutdown, [`spawn`] and [`DemoHandle`].
+//! - [`tls`]: the TLS server config (`--tls-cert`, `--tls-key`, `--tls-client-ca`) and a CA
+//!   made in memory for the demo and the tests.
 //!
 //! This file holds only the command's entry point: runtime, logging, the shutdown signal it
 //! hands to [`server::run`], and the `listening on` line.
@@ -20,6 +22,7 @@ pub mod handlers;
 pub mod multipart;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -29,7 +32,7 @@ use tokio::net::TcpListener;
 
 pub use crate::units::ByteSize;
 pub use config::{DemoTargetArgs, DemoTargetConfig, StatusMix};
-pub use server::{serve, serve_state, spawn, DemoHandle, RunError};
+pub use server::{serve, serve_state, serve_with, spawn, spawn_tls, DemoHandle, RunError};
 pub use state::{DemoState, DemoStats, MultipartSeen};
 
 /// Entry point of `loadspec demo-target`. Exit codes: 0 after a clean drain, 1 if the server
@@ -79,6 +82,18 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            match tls::server_config_files(cert, key, args.tls_client_ca.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => None,
+    };
     let shutdown = match crate::shutdown::drain_signal() {
         Ok(s) => s,
         Err(e) => {
@@ -96,6 +111,7 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
         delay_ms = c.delay.as_secs_f64() * 1000.0,
         fail_ratio = c.fail_ratio,
         mix = %c.mix,
+        tls = tls.is_some(),
         "demo-target started"
     );
     // A parent process (loadspec demo, tests) reads the bound port from this line.
@@ -104,7 +120,7 @@ async fn run(args: &DemoTargetArgs, cfg: DemoTargetConfig) -> ExitCode {
     let _ = out.flush();
     drop(out);
 
-    match server::run(listener, state, shutdown, args.shutdown_timeout).await {
+    match server::run(listener, state, tls, shutdown, args.shutdown_timeout).await {
         Ok(()) => {
             tracing::info!("demo-target stopped");
             ExitCode::SUCCESS

@@ -82,6 +82,26 @@ pub struct DemoStats {
     /// the server-side truth that a client's latency can be compared with.
     pub handling: LatencySummary,
     pub costs: CostsView,
+    /// Connections and protocols since start (not reset by `/_control/reset`).
+    #[serde(default)]
+    pub connections: ConnStats,
+}
+
+/// What the server saw of its connections: TLS handshakes, the protocol each connection
+/// spoke, and requests per HTTP version (over HTTP/2 each request is one stream).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// TLS handshakes completed: full ones and resumed sessions.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failed: u64,
+    /// TLS connections that chose HTTP/2 by ALPN.
+    pub h2_alpn: u64,
+    /// Requests by HTTP version: `HTTP/1.1`, `HTTP/2.0`.
+    pub requests_by_version: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -116,6 +136,7 @@ pub struct DemoState {
     sessions: Mutex<Sessions>,
     stall_until: Mutex<Option<Instant>>,
     handling: LatencyRecorder,
+    conns: Mutex<ConnStats>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every update here
@@ -145,6 +166,7 @@ impl DemoState {
             sessions: Mutex::new(Sessions::default()),
             stall_until: Mutex::new(None),
             handling: LatencyRecorder::new(),
+            conns: Mutex::default(),
         })
     }
 
@@ -166,6 +188,11 @@ impl DemoState {
     pub fn record(&self, route: &'static str, status: u16, took: Duration) {
         *lock(&self.counts).entry((route, status)).or_insert(0) += 1;
         self.handling.record(took);
+    }
+
+    /// Updates the connection counters.
+    pub fn conns(&self, f: impl FnOnce(&mut ConnStats)) {
+        f(&mut lock(&self.conns));
     }
 
     /// A fresh id for a created resource.
@@ -301,6 +328,7 @@ impl DemoState {
                 fail_ratio: c.fail_ratio,
                 mix: c.mix.to_string(),
             },
+            connections: lock(&self.conns).clone(),
         }
     }
 }

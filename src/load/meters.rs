@@ -45,12 +45,25 @@ pub struct Phases {
 /// Status codes 100..=599 map to slots; the counter for a code is created on first use.
 const CODES: usize = 500;
 
+/// The timings of one step: the request itself (histogram and windowed maximum) and the
+/// set-up of the connections it opened.
+pub struct StepTimings {
+    /// From the (intended) send to the last response byte, without the connection's set-up.
+    pub duration: Histogram,
+    pub duration_max: WindowMax,
+    /// TLS handshakes of the connections this step opened (labels scenario, request): its
+    /// series is made at the step's first handshake, so plain-http plans export none.
+    pub tls_handshake: Arc<Family<Histogram>>,
+}
+
 /// Handles for one step (request name) of a scenario: latency, status codes, failures by
 /// reason, and checks.
 pub struct StepMetrics {
     /// Sending + waiting + receiving (k6 `http_req_duration`), from the intended start in
     /// the open model; never the connect.
     pub duration: Histogram,
+    tls_handshake: Arc<Family<Histogram>>,
+    tls_handshake_series: OnceLock<Histogram>,
     duration_max: WindowMax,
     pub phases: Phases,
     codes: Box<[OnceLock<Counter>; CODES]>,
@@ -71,7 +84,7 @@ impl StepMetrics {
     pub fn new(
         scenario: &str,
         request: &str,
-        (duration, duration_max): (Histogram, WindowMax),
+        timings: StepTimings,
         phases: Phases,
         codes: Arc<Family<Counter>>,
         failure: impl FnMut(FailureReason) -> Counter,
@@ -79,8 +92,10 @@ impl StepMetrics {
         check_fail: Counter,
     ) -> Self {
         Self {
-            duration,
-            duration_max,
+            duration: timings.duration,
+            duration_max: timings.duration_max,
+            tls_handshake: timings.tls_handshake,
+            tls_handshake_series: OnceLock::new(),
             phases,
             codes: Box::new(std::array::from_fn(|_| OnceLock::new())),
             codes_vec: codes,
@@ -96,6 +111,16 @@ impl StepMetrics {
     pub fn latency(&self, secs: f64) {
         self.duration.observe(secs);
         self.duration_max.observe(secs);
+    }
+
+    /// Record the TLS handshake of a connection this step opened.
+    pub fn tls_handshake(&self, secs: f64) {
+        self.tls_handshake_series
+            .get_or_init(|| {
+                self.tls_handshake
+                    .with_label_values(&[self.scenario.as_str(), self.request.as_str()])
+            })
+            .observe(secs);
     }
 
     /// Count a response with this status.

@@ -3,13 +3,16 @@
 pub mod body;
 pub mod executor;
 pub mod failure;
+pub mod h2;
 pub mod http1;
 pub mod limits;
 pub mod meters;
+pub mod net;
 pub mod plan;
 pub mod splice;
 pub mod sys;
 pub mod template;
+pub mod tls;
 pub mod vu;
 
 pub use failure::FailureReason;

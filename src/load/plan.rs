@@ -290,6 +290,8 @@ pub struct Scenario {
     /// The client's ceilings and backoff, from `[limits]`.
     pub limits: super::http1::Limits,
     pub setup_policy: SetupPolicy,
+    /// TCP and TLS settings of the target, shared by every scenario of a config.
+    pub transport: Arc<super::net::Transport>,
 }
 
 pub type ScenarioRef = Arc<Scenario>;

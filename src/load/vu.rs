@@ -411,7 +411,7 @@ impl ScenarioCtx {
             }
         };
         let req = RawRequest {
-            authority: &target.authority,
+            target,
             head,
             body,
             file: s.file_body.as_ref(),
@@ -443,6 +443,10 @@ impl ScenarioCtx {
         if retries > 0 {
             s.metrics.phases.retries.inc_by(retries);
         }
+        let phases = vu.conns.phases();
+        if let Some(h) = phases.tls_handshake {
+            s.metrics.tls_handshake(h.as_secs_f64());
+        }
         match result {
             Ok(resp) if resp.body_over_cap => {
                 vu.backoff = std::time::Duration::ZERO;
@@ -465,10 +469,11 @@ impl ScenarioCtx {
                 }
                 s.metrics.phases.waiting.observe(t.waiting.as_secs_f64());
                 // k6's http_req_duration: everything from the (intended) start but the
-                // connect, which has its own histogram.
+                // connect and the TLS handshake, which have their own histograms.
                 let elapsed = end
                     .saturating_duration_since(start)
-                    .saturating_sub(t.connect);
+                    .saturating_sub(t.connect)
+                    .saturating_sub(phases.tls_handshake.unwrap_or_default());
                 self.metrics.data_received.inc_by(resp.received);
                 s.metrics.latency(elapsed.as_secs_f64());
                 self.latency.record(elapsed);
@@ -583,7 +588,7 @@ impl Vu {
             setup_done: false,
             setup_failed: false,
             reruns: 0,
-            conns: Conns::new(ctx.scenario.limits),
+            conns: Conns::new(ctx.scenario.transport.clone(), id, ctx.scenario.limits),
             backoff: std::time::Duration::ZERO,
         }
     }

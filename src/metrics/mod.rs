@@ -25,12 +25,12 @@ use self::family::{Buckets, Counter, Family, Gauge, GaugeF, Histogram, WindowMax
 use self::text::Expose;
 use crate::sla::{PricesConfig, SlaConfig};
 
-pub use crate::load::meters::{Meters, Phases, ScenarioMetrics, StepMetrics};
+pub use crate::load::meters::{Meters, Phases, ScenarioMetrics, StepMetrics, StepTimings};
 pub use crate::load::FailureReason;
 
 const SR: &[&str] = &["scenario", "request"];
 
-/// Buckets of the connect and waiting histograms: fixed and few (they carry no SLA edge), from
+/// Buckets of the connect, TLS handshake and waiting histograms: fixed and few (they carry no SLA edge), from
 /// a loopback connect (0.5 ms) to a connect that waited for a SYN resend (1-3 s) and a slow
 /// first byte.
 const PHASE_BUCKETS: &[f64] = &[
@@ -45,6 +45,7 @@ pub struct LoadMetrics {
     /// Rebuilt by [`LoadMetrics::set_buckets`] when the buckets change.
     latency: RwLock<Arc<Latency>>,
     duration_max: Family<WindowMax>,
+    tls_handshake: Arc<Family<Histogram>>,
     connect: Family<Histogram>,
     waiting: Family<Histogram>,
     retries: Family<Counter>,
@@ -110,6 +111,13 @@ impl LoadMetrics {
                 SR,
                 (),
             ),
+            tls_handshake: Arc::new(Family::new(
+                "loadspec_http_tls_handshake_duration_seconds",
+                "TLS handshakes of new https connections, from the TCP connection to the \
+                 handshake's end (left out of the request duration).",
+                SR,
+                Buckets::new(PHASE_BUCKETS),
+            )),
             connect: Family::new(
                 "loadspec_http_connect_duration_seconds",
                 "TCP connects a request waited for (a new or replaced connection).",
@@ -330,10 +338,11 @@ impl Meters for LoadMetrics {
         StepMetrics::new(
             scenario,
             request,
-            (
-                self.latency().duration.with_label_values(&l),
-                self.duration_max.with_label_values(&l),
-            ),
+            StepTimings {
+                duration: self.latency().duration.with_label_values(&l),
+                duration_max: self.duration_max.with_label_values(&l),
+                tls_handshake: Arc::clone(&self.tls_handshake),
+            },
             Phases {
                 connect: self.connect.with_label_values(&l),
                 waiting: self.waiting.with_label_values(&l),
@@ -354,7 +363,7 @@ impl Expose for LoadMetrics {
     /// Every family in name order (the order the prometheus crate writes).
     fn expose(&self, out: &mut Vec<u8>) {
         let latency = self.latency();
-        let families: [&dyn Expose; 28] = [
+        let families: [&dyn Expose; 29] = [
             &self.arrival_rate_target,
             &self.checks,
             &self.config_reload_ok_family,
@@ -368,6 +377,7 @@ impl Expose for LoadMetrics {
             &self.failures,
             &*self.requests,
             &self.retries,
+            &*self.tls_handshake,
             &self.waiting,
             &latency.iteration,
             &self.iterations,

@@ -15,6 +15,30 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
+/// The config sections a test daemon runs with: it idles after its run (so the test reads
+/// /metrics), writes no reports, and settles stages for 200 ms.
+pub const IDLE_NO_REPORTS: &str = r#"
+[lifecycle]
+on_finish = "idle"
+[reports]
+enabled = false
+[analysis]
+settle = "200ms"
+"#;
+
+/// A tool a test needs: true when `ok`. Under CI=true a missing tool fails the test; elsewhere
+/// the test is skipped with a message naming `what`.
+pub fn required(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is required under CI=true but is not available"
+        );
+        eprintln!("skipping: {what} is not available");
+    }
+    ok
+}
+
 /// The seed's S3 request as a `[[scenarios.requests]]` table: multipart with the UTF-8 prompt
 /// and `test.png`, optionally with its own bearer token.
 pub fn s3_request(bearer: Option<&str>) -> String {
@@ -166,6 +190,39 @@ pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .next()
+}
+
+/// The seed's S3 upload as demo-target's multipart parser saw it (`last_multipart`) must be
+/// exactly what `s3_request` sends: the fields in order, the UTF-8 prompt, the file's name,
+/// type, length and hash, and the bearer token's presence. `what` names the transport.
+pub fn assert_seed_upload(
+    seen: Option<loadspec::demo_target::MultipartSeen>,
+    png: &[u8],
+    what: &str,
+) {
+    let seen = seen.unwrap_or_else(|| panic!("{what}: the server parsed no multipart body"));
+    assert_eq!(
+        seen.field_names,
+        vec!["prompt", "beforeImagePath"],
+        "{what}"
+    );
+    assert_eq!(
+        seen.prompt.as_deref(),
+        Some("미니멀하고 화이톤의 셋업"),
+        "{what}"
+    );
+    assert_eq!(seen.filename.as_deref(), Some("test.png"), "{what}");
+    assert_eq!(seen.content_type.as_deref(), Some("image/png"), "{what}");
+    assert_eq!(seen.file_bytes, png.len() as u64, "{what}");
+    assert_eq!(
+        seen.file_fnv64,
+        fnv64(png),
+        "{what}: file bytes differ from the file"
+    );
+    assert!(
+        seen.bearer_present,
+        "{what}: Authorization header did not arrive"
+    );
 }
 
 /// FNV-1a 64 of bytes, as demo-target reports uploaded files (hex).

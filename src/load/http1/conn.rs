@@ -4,14 +4,17 @@
 //! server closed while idle once.
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing, Kept};
 use super::write::{write_all, write_file};
-use super::{Limits, RawRequest, Response, Want};
+use super::{Limits, RawRequest, Response, Target, Want};
+use crate::load::net::{HttpVersion, Phases, Stream, Transport};
+use crate::load::tls;
 use crate::load::FailureReason;
 
 /// A connection's read buffer starts this small, so 10,000 idle VUs stay cheap.
@@ -54,15 +57,28 @@ impl Drop for Slot {
 pub(super) struct Conn {
     _slot: Slot,
     authority: String,
-    pub(super) stream: TcpStream,
+    host: String,
+    pub(super) stream: Stream,
     pub(super) buf: BytesMut,
     /// It carried a request before: an EOF before the answer means the server closed it idle.
     pub(super) reused: bool,
+    /// A TLS error met while reading or writing, in plain words: the failure is then `tls`.
+    pub(super) tls_cause: Option<String>,
     /// When the first byte of the current response arrived.
     pub(super) first_byte: Option<Instant>,
 }
 
-/// The connections of one VU, and its scratch buffer for request heads.
+impl Conn {
+    /// Keep the cause of an I/O error that came from TLS (an alert, a bad record).
+    pub(super) fn note(&mut self, e: &io::Error) {
+        if tls::tls_error(e).is_some() {
+            self.tls_cause = Some(tls::describe(e, &self.host));
+        }
+    }
+}
+
+/// The connections of one VU, its scratch buffer for request heads, and the set-up phases of
+/// its last request.
 #[derive(Default)]
 pub struct Conns {
     conns: Vec<Conn>,
@@ -73,6 +89,11 @@ pub struct Conns {
     /// Whether the last [`Conns::send_raw`] opened a connection: `Some(true)` it did,
     /// `Some(false)` it failed to, `None` it reused one (the target's up/down state).
     pub last_connect: Option<bool>,
+    transport: Arc<Transport>,
+    phases: Phases,
+    /// The VU's number: its HTTP/2 connection is `slot mod http2_connections`.
+    slot: u64,
+    h2: crate::load::h2::H2Conns,
     /// Requests sent again on a new connection since [`Conns::take_retries`].
     retries: u64,
 }
@@ -91,51 +112,67 @@ impl From<FailureReason> for Fail {
 }
 
 impl Conns {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(transport: Arc<Transport>, slot: u64, limits: Limits) -> Self {
         Self {
+            transport,
+            slot,
             limits,
-            ..Self::default()
+            ..Default::default()
         }
     }
 
-    fn take(&mut self, authority: &str) -> Option<Conn> {
-        let i = self.conns.iter().position(|c| c.authority == authority)?;
+    /// The set-up phases of the last request (none when it reused a connection).
+    pub fn phases(&self) -> Phases {
+        self.phases
+    }
+
+    fn take(&mut self, t: &Target) -> Option<Conn> {
+        let i = self
+            .conns
+            .iter()
+            .position(|c| c.authority == t.authority && c.stream.is_tls() == t.tls)?;
         Some(self.conns.swap_remove(i))
     }
 
-    async fn connect(authority: &str) -> Result<Conn, FailureReason> {
-        let Some(slot) = Slot::take() else {
+    async fn connect(
+        transport: &Transport,
+        t: &Target,
+        phases: &mut Phases,
+    ) -> Result<Conn, FailureReason> {
+        let Some(fd_slot) = Slot::take() else {
             super::warn_fd_limit(&io::Error::other(
                 "the VUs' share of the file-descriptor limit is in use",
             ));
             return Err(FailureReason::FdLimit);
         };
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EMFILE | libc::ENFILE) => {
-                    super::warn_fd_limit(&e);
-                    FailureReason::FdLimit
-                }
-                _ => FailureReason::Connect,
-            })?;
-        let _ = stream.set_nodelay(true);
+        let stream = transport
+            .connect(&t.authority, &t.host, t.tls, phases)
+            .await?;
         Ok(Conn {
-            _slot: slot,
-            authority: authority.to_string(),
+            _slot: fd_slot,
+            authority: t.authority.clone(),
+            host: t.host.clone(),
             stream,
             buf: BytesMut::with_capacity(READ_BUF),
             reused: false,
+            tls_cause: None,
             first_byte: None,
         })
     }
 
-    /// Connect, adding the time it took to `spent`.
-    async fn connect_timed(authority: &str, spent: &mut Duration) -> Result<Conn, FailureReason> {
-        let t = Instant::now();
-        let c = Self::connect(authority).await;
-        *spent += t.elapsed();
-        c
+    /// The reason of a failed exchange: `tls` when a TLS error caused it (its cause is logged
+    /// once), else what the exchange said.
+    fn reason(&self, conn: &mut Conn, f: Fail) -> FailureReason {
+        if let Some(cause) = conn.tls_cause.take() {
+            if let Some(t) = self.transport.tls() {
+                t.note(&cause);
+            }
+            return FailureReason::Tls;
+        }
+        match f {
+            Fail::Closed => FailureReason::Io,
+            Fail::Reason(r) => r,
+        }
     }
 
     /// Resends since the last call (a kept-alive connection found closed, then replaced).
@@ -169,7 +206,7 @@ impl Conns {
         }
         head.extend_from_slice(b"\r\n");
         let raw = RawRequest {
-            authority: &target.authority,
+            target,
             head: &head,
             body: &body,
             file: None,
@@ -185,8 +222,8 @@ impl Conns {
     }
 
     /// Connect, noting the outcome in `last_connect`.
-    async fn open(&mut self, authority: &str, spent: &mut Duration) -> Result<Conn, FailureReason> {
-        let r = Self::connect_timed(authority, spent).await;
+    async fn open(&mut self, t: &Target) -> Result<Conn, FailureReason> {
+        let r = Self::connect(&self.transport, t, &mut self.phases).await;
         // Only the target's answer counts for its up/down state, not loadspec's own limits.
         match &r {
             Ok(_) => self.last_connect = Some(true),
@@ -219,16 +256,23 @@ impl Conns {
         self.last_sent = 0;
         self.last_connect = None;
         let limits = self.limits;
+        self.phases = Phases::default();
+        if self.transport.http_version() == HttpVersion::Http2 {
+            let (t, slot) = (&*self.transport, self.slot);
+            let fut = self.h2.send(t, slot, &req, want, &mut self.phases);
+            return tokio::time::timeout(timeout, fut)
+                .await
+                .unwrap_or(Err(FailureReason::Timeout));
+        }
         let fut = async {
-            let mut connect = Duration::ZERO;
-            let mut conn = match self.take(req.authority) {
+            let mut conn = match self.take(req.target) {
                 Some(c) => c,
-                None => self.open(req.authority, &mut connect).await?,
+                None => self.open(req.target).await?,
             };
             loop {
                 match exchange(&mut conn, &req, want, &limits, &mut self.last_sent).await {
                     Ok((mut resp, reusable)) => {
-                        resp.timing.connect = connect;
+                        resp.timing.connect = self.phases.connect;
                         if reusable {
                             conn.reused = true;
                             if conn.buf.capacity() > KEEP_BUF {
@@ -243,10 +287,9 @@ impl Conns {
                     // the server never answered. Counted, never silent.
                     Err(Fail::Closed) if conn.reused => {
                         self.retries += 1;
-                        conn = self.open(req.authority, &mut connect).await?;
+                        conn = self.open(req.target).await?;
                     }
-                    Err(Fail::Closed) => return Err(FailureReason::Io),
-                    Err(Fail::Reason(r)) => return Err(r),
+                    Err(f) => return Err(self.reason(&mut conn, f)),
                 }
             }
         };
@@ -268,11 +311,19 @@ async fn exchange(
     limits: &Limits,
     sent: &mut u64,
 ) -> Result<(Response, bool), Fail> {
-    let written = match req.file {
-        Some(f) => write_file(&conn.stream, req.head, f, sent).await,
-        None => write_all(&mut conn.stream, req.head, req.body, sent).await,
+    let written = match (&mut conn.stream, req.file) {
+        // The body by page reference needs the plain socket; over TLS every byte must pass
+        // through the cipher, so it goes out from memory like any other body.
+        (Stream::Plain(s), Some(f)) => write_file(s, req.head, f, sent).await,
+        (Stream::Plain(s), None) => write_all(s, req.head, req.body, sent).await,
+        (s @ Stream::Tls(_), _) => match write_all(s, req.head, req.body, sent).await {
+            // rustls holds the last record until flushed.
+            Ok(()) => s.flush().await,
+            e => e,
+        },
     };
     if let Err(e) = written {
+        conn.note(&e);
         return Err(if conn.reused && is_closed(&e) {
             Fail::Closed
         } else {
@@ -512,7 +563,7 @@ mod tests {
         assert_eq!(head.len(), 43);
         let mut c = Conns::default();
         let req = RawRequest {
-            authority: &addr,
+            target: &Target::parse(&format!("http://{addr}/")).unwrap(),
             head,
             body: &chunks,
             file: Some(&f),

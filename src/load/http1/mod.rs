@@ -60,8 +60,8 @@ pub struct Response {
 }
 
 /// The phases of one exchange, kept apart so each has its own histogram. The request's
-/// duration is its whole time less these set-up phases (a TLS handshake, once there is one,
-/// gets a field of its own here and is taken out the same way).
+/// duration is its whole time less the set-up phases: the connect here, and the TLS handshake,
+/// which [`Conns::phases`] reports whether or not a response came.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
     /// TCP connects this request waited for (zero on a kept-alive connection); the TCP
@@ -80,7 +80,7 @@ pub struct Want {
 
 /// A request already serialized: its head (request line, headers, blank line) and body.
 pub struct RawRequest<'a> {
-    pub authority: &'a str,
+    pub target: &'a Target,
     pub head: &'a [u8],
     pub body: &'a [Bytes],
     /// The same body in a memfd; when present it is sent instead of `body`.

@@ -50,7 +50,22 @@ impl Kept {
 /// Read more bytes into the connection buffer; `Ok(false)` at EOF.
 async fn fill(conn: &mut Conn, want: usize) -> io::Result<bool> {
     conn.buf.reserve(want.clamp(READ_BUF, KEEP_BUF));
-    Ok(conn.stream.read_buf(&mut conn.buf).await? > 0)
+    match conn.stream.read_buf(&mut conn.buf).await {
+        Ok(n) => Ok(n > 0),
+        // Many servers close a TLS connection without close_notify, which rustls reports as
+        // an unexpected EOF: for the framing it is the end of the stream, as on plain TCP.
+        Err(e)
+            if conn.stream.is_tls()
+                && e.kind() == io::ErrorKind::UnexpectedEof
+                && crate::load::tls::tls_error(&e).is_none() =>
+        {
+            Ok(false)
+        }
+        Err(e) => {
+            conn.note(&e);
+            Err(e)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

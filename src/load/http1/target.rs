@@ -9,7 +9,7 @@ use http::{HeaderValue, Uri};
 pub enum TargetError {
     #[error("invalid URL {url:?}: {source}")]
     Invalid { url: String, source: InvalidUri },
-    #[error("not an http:// URL: {0:?}")]
+    #[error("not an http:// or https:// URL: {0:?}")]
     Scheme(String),
     #[error("URL has no host: {0:?}")]
     NoHost(String),
@@ -24,25 +24,31 @@ pub enum TargetError {
 pub struct Target {
     /// `host:port` to connect to.
     pub authority: String,
+    /// The URL's host, without IPv6 brackets: the TLS server name.
+    pub host: String,
+    /// An `https://` URL: the connection speaks TLS.
+    pub tls: bool,
     pub host_header: HeaderValue,
     /// Origin-form request target (`/path?query`).
     pub path: Uri,
 }
 
 impl Target {
-    /// Parse an absolute `http://` URL.
+    /// Parse an absolute `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Self, TargetError> {
         let uri: Uri = url.parse().map_err(|source| TargetError::Invalid {
             url: url.to_string(),
             source,
         })?;
-        if uri.scheme_str() != Some("http") {
-            return Err(TargetError::Scheme(url.to_string()));
-        }
+        let (tls, default_port) = match uri.scheme_str() {
+            Some("http") => (false, 80),
+            Some("https") => (true, 443),
+            _ => return Err(TargetError::Scheme(url.to_string())),
+        };
         let host = uri
             .host()
             .ok_or_else(|| TargetError::NoHost(url.to_string()))?;
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(default_port);
         let authority = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -65,6 +71,11 @@ impl Target {
             })?;
         Ok(Self {
             authority,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            tls,
             host_header,
             path,
         })
@@ -90,9 +101,25 @@ mod tests {
         let t = Target::parse("http://localhost").unwrap();
         assert_eq!(t.authority, "localhost:80");
         assert_eq!(t.path, "/");
+        assert!(!t.tls);
         assert!(Target::parse("nope").is_err());
         let t = Target::parse("http://user:secret@127.0.0.1:81/x").unwrap();
         assert_eq!(t.host_header, "127.0.0.1:81");
         assert_eq!(t.authority, "127.0.0.1:81");
+        assert!(matches!(
+            Target::parse("ftp://x/"),
+            Err(TargetError::Scheme(_))
+        ));
+        let t = Target::parse("https://[::1]/x").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.host.as_str(), t.tls),
+            ("[::1]:443", "::1", true)
+        );
+        assert_eq!(t.host_header, "[::1]");
+        let t = Target::parse("https://example.com:8443").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.host.as_str()),
+            ("example.com:8443", "example.com")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::io::{self, IoSlice};
 
 use bytes::Bytes;
 use http::Method;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::load::{splice, sys};
@@ -67,7 +67,7 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 /// Head and body in one `writev` when they fit, as many as it takes otherwise. `sent` counts
 /// the bytes the socket took, also when the write fails half-way (`data_sent`).
 pub(super) async fn write_all(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     head: &[u8],
     body: &[Bytes],
     sent: &mut u64,
