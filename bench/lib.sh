@@ -4,7 +4,7 @@
 # Every measured run writes one line "tool requests cpu_seconds wall_seconds" to $RESULTS, so a
 # scenario's table is computed from what the tools printed, nothing asserted.
 
-LS_BIN="$ROOT/target/release/loadspec"
+LS_BIN=${LS_BIN:-"$ROOT/target/release/loadspec"}
 TARGET_CORE=${TARGET_CORE:-0}
 GEN_CORE=${GEN_CORE:-1}
 

@@ -122,6 +122,67 @@ fn validate(a: ValidateArgs) -> ExitCode {
     }
 }
 
+/// A panic anywhere (a VU task, the observer, the server thread) is a bug: log it and exit
+/// with status 70 instead of letting the task die silently and the daemon report a plan that
+/// did not run (issue: an overflow panic in the executor ended in exit 0). Container limits a
+/// sweep or search changed are put back first.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "internal error: a task panicked; exiting with status 70");
+        default(info);
+        let _ = std::thread::spawn(restore_limits).join();
+        std::process::exit(70);
+    }));
+}
+
+/// Put back, within 5 s, container limits a sweep or search changed and has not restored.
+fn restore_limits() {
+    crate::containers::limits::restore_pending_blocking(std::time::Duration::from_secs(5))
+}
+
+/// Descriptors the server, the log, the container source and config reloads may hold besides
+/// the VUs' sockets.
+const FD_RESERVE: u64 = 64;
+
+/// Raise the soft file-descriptor limit to the hard one, and warn when the plan's VUs (one
+/// socket each) plus the server's connection cap and a reserve exceed it: those VUs would fail
+/// with reason `fd_limit` instead of loading the target.
+fn check_fd_budget(settings: &crate::config::Settings) {
+    let soft = match crate::load::sys::raise_nofile() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the file-descriptor limit");
+            return;
+        }
+    };
+    let exp = &settings.raw.experiment;
+    let vus: u64 = settings
+        .scenarios
+        .iter()
+        .map(|s| s.schedule.max_vus())
+        .sum::<u64>()
+        .max(exp.sweep.vus.iter().copied().max().unwrap_or(0))
+        .max(exp.search.vus);
+    let others = settings.raw.server.max_connections as u64 + FD_RESERVE;
+    // The server's descriptors are kept apart: the VUs together never hold more than the rest
+    // (at least half of a very low limit, so a few VUs still run).
+    crate::load::http1::set_socket_budget(soft - others.min(soft / 2));
+    let need = vus + others;
+    if need > soft {
+        tracing::warn!(
+            fd_limit = soft,
+            needed = need,
+            max_vus = vus,
+            "the file-descriptor limit is lower than the plan needs (one per VU, plus the server's \
+             max_connections and a reserve); requests beyond it fail with reason fd_limit: raise \
+             `ulimit -n` (hard limit) or lower the VUs"
+        );
+    } else {
+        tracing::debug!(fd_limit = soft, needed = need, "file-descriptor limit");
+    }
+}
+
 /// Shard, common start and run id, from the flags or the environment.
 #[derive(Debug, PartialEq)]
 struct ScaleOut {
@@ -217,6 +278,9 @@ fn run(a: RunArgs) -> ExitCode {
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
+    exit_on_panic();
+    crate::shutdown::before_exit(restore_limits);
+    check_fd_budget(&settings);
     let effective = toml::to_string(&crate::config::redacted(&settings.raw)).unwrap_or_default();
     tracing::info!(config = %a.config.display(), shard = ?scale.shard, "starting loadspec {}", env!("CARGO_PKG_VERSION"));
     tracing::debug!(effective = %effective, "effective config (secrets redacted)");
@@ -228,7 +292,9 @@ fn run(a: RunArgs) -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let signals = crate::shutdown::listen()?;
+        let signals = crate::shutdown::listen(Some(
+            settings.raw.lifecycle.drain_timeout + std::time::Duration::from_secs(1),
+        ))?;
         crate::daemon::run(
             settings,
             crate::daemon::DaemonOptions {

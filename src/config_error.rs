@@ -34,6 +34,42 @@ pub enum ConfigError {
     Invalid(Vec<FieldError>),
 }
 
+impl ConfigError {
+    /// The same error with every secret replaced by `<redacted>`: a field's message may quote
+    /// a URL or value that holds a token (issue: the token printed on stderr and logged on a
+    /// failed reload).
+    pub fn redact(self, secrets: &[String]) -> Self {
+        let hide = |s: String| redact_text(s, secrets);
+        match self {
+            ConfigError::Read { path, source } => ConfigError::Read {
+                path: hide(path),
+                source: std::io::Error::new(source.kind(), hide(source.to_string())),
+            },
+            ConfigError::Parse(s) => ConfigError::Parse(hide(s)),
+            ConfigError::Invalid(v) => ConfigError::Invalid(
+                v.into_iter()
+                    .map(|e| FieldError {
+                        path: hide(e.path),
+                        reason: hide(e.reason),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `text` with each secret (longest first, so one that contains another goes whole) replaced.
+pub fn redact_text(mut text: String, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in sorted {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), "<redacted>");
+        }
+    }
+    text
+}
+
 /// Collects field errors while validating, so one run reports every problem at once.
 #[derive(Debug, Default)]
 pub struct Errors {

@@ -76,12 +76,21 @@ fn analysis_for(settings: &Settings, stages: &[StageSummary], scenario: &str) ->
     )
 }
 
-fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option<Settings> {
+/// Reload the config file. The read and the validation (which reads data and body files) run
+/// on the blocking pool, so a slow disk cannot stall the async workers that drive the VUs.
+async fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> Option<Settings> {
     let Some(path) = path else {
         tracing::warn!("SIGHUP ignored: no config file to reload");
         return None;
     };
-    let loaded = crate::config::load(path)
+    let p = path.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::config::load(&p))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::config::ConfigError::Parse(format!(
+                "the reload task failed: {e}"
+            )))
+        })
         .map_err(|e| e.to_string())
         .and_then(|s| {
             s.raw.experiment.mode.check_shard(shard)?;
@@ -156,8 +165,22 @@ pub async fn run(
         None => crate::server::bind(settings.raw.server.listen).await?,
     };
     let addr = listener.local_addr()?;
-    crate::server::spawn_server_thread(listener, state.clone(), background.clone())?;
+    crate::server::spawn_server_thread(
+        listener,
+        state.clone(),
+        crate::server::ServerLimits::from_config(&settings.raw.server),
+        background.clone(),
+    )?;
     tracing::info!(%addr, "serving /metrics, /report, /healthz, /readyz");
+    // A test hook of debug builds only: a panic in a background task, to show that the
+    // process exits non-zero with the panic logged (tests/reliability.rs).
+    #[cfg(debug_assertions)]
+    if std::env::var_os("LOADSPEC_DEBUG_PANIC_IN_TASK").is_some() {
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            panic!("LOADSPEC_DEBUG_PANIC_IN_TASK");
+        });
+    }
     state.ready.store(true, Ordering::Relaxed);
 
     let mut finished = Finished {
@@ -237,7 +260,7 @@ pub async fn run(
                         drain(&stop, settings.raw.lifecycle.drain_timeout);
                     }
                     Some(SignalEvent::Reload) => {
-                        if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
+                        if let Some(new) = reload(&opts.config_path, &metrics, opts.shard).await {
                             pending = Some(new);
                             drain(&stop, settings.raw.lifecycle.drain_timeout);
                         }
@@ -285,12 +308,24 @@ pub async fn run(
         // An aborted experiment writes its report even without stages: it is the error report.
         if settings.raw.reports.enabled && (!outcome.stages.is_empty() || outcome.aborted.is_some())
         {
-            match crate::report::write_reports(
-                &settings.raw.reports.dir,
-                &run,
-                &outcome.stages,
-                &analysis,
-            ) {
+            // File I/O on the blocking pool, off the async workers.
+            let written = {
+                let (dir, run, stages, analysis) = (
+                    settings.raw.reports.dir.clone(),
+                    run.clone(),
+                    outcome.stages.clone(),
+                    analysis.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    crate::report::write_reports(&dir, &run, &stages, &analysis)
+                })
+                .await
+            };
+            let written = match written {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            match written {
                 Ok(p) => {
                     tracing::info!(html = %p.html.display(), json = %p.json.display(), markdown = %p.markdown.display(), "reports written");
                     if opts.print_summary {
@@ -338,7 +373,8 @@ pub async fn run(
                     match signals.recv().await {
                         Some(SignalEvent::Drain) | None => break 'runs,
                         Some(SignalEvent::Reload) => {
-                            if let Some(new) = reload(&opts.config_path, &metrics, opts.shard) {
+                            if let Some(new) = reload(&opts.config_path, &metrics, opts.shard).await
+                            {
                                 settings = new;
                                 configure(&metrics, &settings);
                                 continue 'runs;

@@ -110,7 +110,7 @@ async fn start_target(a: &DemoArgs, tls: &[String]) -> anyhow::Result<(Child, So
 }
 
 async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let signals = crate::shutdown::listen()?;
+    let signals = crate::shutdown::listen(None)?;
     let dir = std::env::temp_dir().join(format!("loadspec-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut tls_args = Vec::new();

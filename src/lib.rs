@@ -19,8 +19,9 @@
 //! - [`daemon`], [`demo`], [`cli`]: the commands and what runs them.
 //! - [`demo_target`]: the emulated AI image API with known per-request costs.
 //! - [`import`]: `loadspec import k6`, a k6 script into a plan.
-//! - Leaves shared by the above: [`units`] (byte sizes, number forms), [`config_error`] (field
-//!   errors), [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
+//! - Leaves shared by the above: [`units`] (byte sizes, bounded durations, number forms),
+//!   [`config_error`] (field errors), [`files`] (bounded reads of the files a config names),
+//!   [`sla`] (SLA and prices), [`latency`] (HDR recorder and its summary),
 //!   [`exposition`] (metric primitives and the text format), [`logging`], [`shutdown`]
 //!   (signals) and [`runtime`] (the tokio runtime builder).
 //!
@@ -30,7 +31,7 @@
 //! `crate::` path in `src/` against this list (run `cargo test --test layers`); a new
 //! top-level module must be added here. docs/architecture.md explains the order.
 //!
-//! 1. [`units`], [`config_error`], [`latency`], [`exposition`], [`logging`], [`shutdown`], [`runtime`]
+//! 1. [`units`], [`config_error`], [`files`], [`latency`], [`exposition`], [`logging`], [`shutdown`], [`runtime`]
 //! 2. [`sla`]
 //! 3. [`load`], [`containers`], [`analysis`]
 //! 4. [`metrics`], [`report`], [`config`], [`demo_target`]
@@ -52,6 +53,7 @@ pub mod demo;
 pub mod demo_target;
 pub mod experiment;
 pub mod exposition;
+pub mod files;
 pub mod import;
 pub mod latency;
 pub mod load;

@@ -181,6 +181,30 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     })
 }
 
+/// The server's own ceilings (`[server]` in the config).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+}
+
+impl ServerLimits {
+    pub fn from_config(c: &crate::config::raw::ServerConfig) -> Self {
+        Self {
+            max_connections: c.max_connections,
+            header_read_timeout: c.header_read_timeout,
+            idle_timeout: c.idle_timeout,
+        }
+    }
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self::from_config(&Default::default())
+    }
+}
+
 /// Serve on a thread of its own, with its own single-threaded runtime, until `shutdown`.
 ///
 /// Why not a task on the daemon's runtime: at full load every worker is busy with VUs, and a
@@ -190,6 +214,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn spawn_server_thread(
     listener: TcpListener,
     state: Arc<AppState>,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     // A tokio listener belongs to the runtime that made it: hand the socket over as std.
@@ -202,20 +227,60 @@ pub fn spawn_server_thread(
         .spawn(move || {
             rt.block_on(async move {
                 match TcpListener::from_std(std_listener) {
-                    Ok(l) => serve(l, state, shutdown).await,
+                    Ok(l) => serve(l, state, limits, shutdown).await,
                     Err(e) => tracing::error!(error = %e, "the HTTP server cannot start"),
                 }
             })
         })
 }
 
-/// Serve until `shutdown`; open keep-alive connections are closed gracefully.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) {
+/// The open connections, oldest first, each with the token that closes it.
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    conns: std::collections::VecDeque<(u64, CancellationToken)>,
+}
+
+impl Open {
+    /// Register a new connection; at the cap, close the oldest to make room. The newest
+    /// connection is the one most likely to be a scrape that is about to send its request;
+    /// one that has been open longest is most likely idle or hostile.
+    fn admit(&mut self, cap: usize) -> (u64, CancellationToken) {
+        while self.conns.len() >= cap {
+            match self.conns.pop_front() {
+                Some((_, kill)) => kill.cancel(),
+                None => break,
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let kill = CancellationToken::new();
+        self.conns.push_back((id, kill.clone()));
+        (id, kill)
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.conns.retain(|(i, _)| *i != id);
+    }
+}
+
+/// Serve until `shutdown`; open keep-alive connections are closed gracefully. Every
+/// connection has a header-read timeout and an idle timeout, and at most
+/// `max_connections` are open (docs/reliability.md).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) {
+    let open: Arc<Mutex<Open>> = Arc::default();
+    let started = tokio::time::Instant::now();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
+                    // EMFILE and the like: the descriptors come back as connections close.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
@@ -223,21 +288,47 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
             },
             _ = shutdown.cancelled() => return,
         };
-        let (state, shutdown) = (state.clone(), shutdown.clone());
+        let (id, kill) = open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(limits.max_connections);
+        let (state, shutdown, open) = (state.clone(), shutdown.clone(), open.clone());
         tokio::spawn(async move {
+            // Milliseconds since `started` of the last request seen, for the idle timeout.
+            let last = Arc::new(std::sync::atomic::AtomicU64::new(
+                started.elapsed().as_millis() as u64,
+            ));
+            let seen = last.clone();
             let svc = service_fn(move |req| {
                 let state = state.clone();
+                seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 async move { Ok::<_, Infallible>(state.route(&req)) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let idle = limits.idle_timeout;
+            loop {
+                let since =
+                    started + std::time::Duration::from_millis(last.load(Ordering::Relaxed));
+                tokio::select! {
+                    _ = conn.as_mut() => break,
+                    _ = tokio::time::sleep_until(since + idle) => {
+                        if started.elapsed() >= std::time::Duration::from_millis(last.load(Ordering::Relaxed)) + idle {
+                            break;
+                        }
+                    }
+                    _ = kill.cancelled() => break,
+                    _ = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), conn.as_mut()).await;
+                        break;
+                    }
                 }
             }
+            open.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         });
     }
 }

@@ -13,10 +13,10 @@ use crate::config_error::Errors;
 #[serde(deny_unknown_fields, default)]
 pub struct SlaConfig {
     /// p95 latency bound.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub latency_p95: Duration,
     /// Optional p99 bound.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub latency_p99: Option<Duration>,
     /// Highest acceptable error ratio, 0..1.
     pub error_ratio: f64,

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{de, Deserializer, Serializer};
 
+pub mod duration;
 pub mod size;
 
 pub use size::{ByteSize, SizeError};

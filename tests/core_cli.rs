@@ -4,34 +4,12 @@
 
 mod support_core;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loadspec::demo_target::DemoTargetConfig;
+use support_core::cli::*;
 use support_core::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_loadspec");
-
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-const GOOD: &str = r#"
-[target]
-base_url = "http://127.0.0.1:9"
-[[scenarios]]
-name = "s"
-executor = "constant-vus"
-vus = 1
-duration = "1s"
-[[scenarios.requests]]
-name = "r"
-path = "/x"
-"#;
 
 /// (description, config text, the text the error must contain)
 fn bad_configs() -> Vec<(&'static str, String, &'static str)> {
@@ -228,111 +206,6 @@ fn every_example_validates() {
     assert!(n >= 6, "only {n} examples");
 }
 
-/// A running `loadspec run` child whose stderr is collected in the background.
-struct Proc {
-    child: Child,
-    metrics: std::net::SocketAddr,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-fn spawn_run(cfg: &Path, envs: &[(&str, &str)]) -> Proc {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(cfg)
-        .current_dir(cfg.parent().unwrap());
-    cmd.env("RUST_LOG", "debug,hyper=info,h2=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    for stream in [
-        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stdout.take().unwrap()),
-    ] {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    // Owned by the guard from here on, so a failed start below still kills the child.
-    let mut p = Proc {
-        child,
-        metrics: ([0, 0, 0, 0], 0).into(),
-        log,
-    };
-    // The server address is in the log ("serving ... addr=...").
-    let t = Instant::now();
-    p.metrics = loop {
-        let text = p.log();
-        if let Some(i) = text.find("addr=") {
-            let rest = &text[i + 5..];
-            let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-            let a = rest[..end].trim_matches(|c: char| !c.is_ascii_digit() && c != '.' && c != ':');
-            if let Ok(a) = a.parse() {
-                break a;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "no server address in:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    p
-}
-
-impl Proc {
-    fn signal(&self, sig: i32) {
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let t = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            if t.elapsed() > within {
-                let _ = self.child.kill();
-                panic!("did not exit within {within:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_log(&self, needle: &str, within: Duration) {
-        let t = Instant::now();
-        while !self.log().contains(needle) {
-            assert!(
-                t.elapsed() < within,
-                "{needle:?} not logged within {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn plan(base: &str, name: &str, extra: &str) -> String {
     format!(
         r#"
@@ -391,21 +264,6 @@ async fn the_token_never_appears_in_logs_metrics_or_reports() {
     assert!(p.log().contains("<redacted>"), "{}", p.log());
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_keeps_the_old_config_when_the_new_one_is_bad_and_adopts_a_good_one() {
     let (addr, _target) = target(DemoTargetConfig::free()).await;
@@ -419,13 +277,11 @@ async fn sighup_keeps_the_old_config_when_the_new_one_is_bad_and_adopts_a_good_o
     let mut p = spawn_run(&cfg, &[("LOADSPEC_TOKEN", "t")]);
     p.wait_log("idling", Duration::from_secs(30));
     // A bad config: logged, the daemon keeps serving with the old one.
-    write(
-        dir.path(),
-        "run.toml",
+    p.reload(
+        &cfg,
         &good_a.replace("target = 3", "target = 0"),
+        "config reload failed",
     );
-    p.signal(libc::SIGHUP);
-    p.wait_log("config reload failed", Duration::from_secs(10));
     let (_, m) = http_get(p.metrics, "/metrics").await;
     assert_eq!(
         sample(&m, "loadspec_config_last_reload_successful", &[]),
@@ -444,17 +300,15 @@ async fn sighup_keeps_the_old_config_when_the_new_one_is_bad_and_adopts_a_good_o
         "a bad reload stopped the daemon"
     );
     // A good config: adopted, and its plan runs.
-    write(
-        dir.path(),
-        "run.toml",
+    p.reload(
+        &cfg,
         &plan(
             &addr.to_string(),
             "second",
             "[lifecycle]\non_finish = \"idle\"\n[reports]\nenabled = false",
         ),
+        "config reloaded",
     );
-    p.signal(libc::SIGHUP);
-    p.wait_log("config reloaded", Duration::from_secs(10));
     let t = Instant::now();
     loop {
         let (_, m) = http_get(p.metrics, "/metrics").await;

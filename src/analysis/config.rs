@@ -15,7 +15,7 @@ use crate::sla::SlaConfig;
 pub struct AnalysisConfig {
     /// Time at the start of each stage that is not measured, so ramp-up and warm-up do not
     /// pollute the stage summary.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub settle: Duration,
     /// Container group the resource models are fitted on (`backend`, `ai`). Unset: the sum of
     /// all measured containers.

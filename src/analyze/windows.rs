@@ -32,7 +32,6 @@ pub fn split(scenario: &str, points: &[(f64, f64)], step: f64) -> Vec<Window> {
             continue;
         }
         let index = v.round() as usize;
-        let gap = t - last_t > 1.5 * step;
         // A few missing samples inside a stage (a shard's scrape failed, or the shards did not
         // agree for a moment) do not end it; a long gap does.
         let short_gap = t - last_t <= 3.5 * step;

@@ -74,7 +74,7 @@ pub struct SweepConfig {
     /// VU counts to step through, in order.
     pub vus: Vec<u64>,
     /// Length of each step (the settle period is inside it).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub stage_duration: Duration,
     /// Stop at the first step that breaks the SLA or saturates the CPU.
     pub stop_on_break: bool,
@@ -103,7 +103,7 @@ pub struct SearchConfig {
     /// N1: the VUs that must be served.
     pub vus: u64,
     /// N2: the p95 bound (default: `sla.latency_p95`).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub latency_p95: Option<Duration>,
     /// Candidate cpus values, searched in ascending order.
     pub cpus: Vec<f64>,
@@ -112,7 +112,7 @@ pub struct SearchConfig {
     pub memory: Option<u64>,
     /// Container group whose limits are changed (required).
     pub group: Option<String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub stage_duration: Duration,
 }
 

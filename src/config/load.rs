@@ -9,15 +9,29 @@ use super::ConfigError;
 
 /// Read, layer and deserialize the file; no validation beyond types and unknown keys.
 pub fn load_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_err = |source: std::io::Error| ConfigError::Read {
         path: path.display().to_string(),
         source,
+    };
+    let bytes = crate::files::read_regular(path, crate::files::CONFIG_LIMIT).map_err(read_err)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let (line, col) = crate::files::line_col(e.as_bytes(), at);
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8: invalid byte at offset {at} (line {line}, column {col})"),
+        ))
     })?;
     parse_raw(&text, &path.display().to_string())
 }
 
 /// Parse TOML text (layered with the environment) into the raw config.
 pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    // Parse once with `toml` first: its errors carry the line and column (an integer of 2^63
+    // or more, nesting past its depth limit), which the `config` crate's message drops.
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigError::Parse(format!("{origin}: {e}")));
+    }
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(

@@ -25,8 +25,12 @@ pub struct RawConfig {
     pub containers: crate::containers::ContainersConfig,
     pub analysis: crate::analysis::AnalysisConfig,
     pub experiment: super::experiment::ExperimentConfig,
+    pub limits: LimitsConfig,
     pub scenarios: Vec<ScenarioConfig>,
 }
+
+/// `[limits]`, owned by the load engine it bounds.
+pub use crate::load::limits::LimitsConfig;
 
 impl RawConfig {
     /// The latency thresholds (seconds) that must be histogram bucket edges: `sla.latency_p95`,
@@ -55,12 +59,25 @@ impl RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Most connections served at once. At the cap the oldest connection is closed for the
+    /// new one, so clients that hold connections open cannot lock Prometheus out, and the
+    /// server never takes more file descriptors than this from the VUs' budget.
+    pub max_connections: usize,
+    /// A request head must arrive within this (slowloris).
+    #[serde(with = "crate::units::duration")]
+    pub header_read_timeout: Duration,
+    /// A connection without a request for this long is closed.
+    #[serde(with = "crate::units::duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".parse().expect("static address"),
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -74,7 +91,7 @@ pub use crate::logging::LogFormat;
 pub struct LogConfig {
     pub format: LogFormat,
     /// How often the progress line is logged.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub progress_interval: Duration,
 }
 
@@ -95,7 +112,7 @@ pub struct TargetConfig {
     /// Sent as `Authorization: Bearer <token>`; `${VAR}` reads it from the environment.
     pub bearer_token: Option<String>,
     pub headers: BTreeMap<String, String>,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub timeout: Duration,
     /// TLS of `https://` URLs: private CA, SNI override, client certificate.
     pub tls: crate::load::tls::TlsConfig,
@@ -137,12 +154,12 @@ pub enum OnFinish {
 pub struct LifecycleConfig {
     pub on_finish: OnFinish,
     /// How long SIGTERM waits for in-flight requests before giving up on them.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub drain_timeout: Duration,
     /// With `on_finish = "exit"`: keep serving `/metrics` after the plan until one more scrape
     /// has taken the final values, for at most this long (0s: exit at once). A Kubernetes Job's
     /// pods then complete without losing their last samples.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub exit_grace: Duration,
 }
 
@@ -199,13 +216,13 @@ pub struct ScenarioConfig {
     pub name: String,
     pub executor: ExecutorKind,
     /// Offset from the start of the run.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub start: Option<Duration>,
     pub vus: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub duration: Option<Duration>,
     pub iterations: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub max_duration: Option<Duration>,
     #[serde(default)]
     pub stages: Vec<StageConfig>,
@@ -215,14 +232,14 @@ pub struct ScenarioConfig {
     pub start_vus: Option<u64>,
     pub rate: Option<f64>,
     pub start_rate: Option<f64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub time_unit: Option<Duration>,
     pub pre_allocated_vus: Option<u64>,
     pub max_vus: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub think_time: Option<Duration>,
     /// How long a VU removed by a ramp-down may finish its iteration.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub graceful_ramp_down: Option<Duration>,
     /// Once-per-VU steps (log in once, then loop).
     #[serde(default)]
@@ -255,7 +272,7 @@ pub struct SetupRetryConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub duration: Duration,
     /// VUs for VU executors, iterations per time unit for arrival-rate executors.
     pub target: f64,
@@ -280,7 +297,7 @@ pub struct RequestConfig {
     /// Expected status codes; default any 2xx.
     #[serde(default)]
     pub expect: Vec<u16>,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::units::duration")]
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub captures: Vec<CaptureConfig>,

@@ -43,6 +43,66 @@ fn fmt_dur(d: Duration) -> String {
 
 /// Validate `raw`; relative file paths resolve against `base_dir`.
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError> {
+    let secrets = secrets(&raw);
+    validate_inner(raw, base_dir).map_err(|e| e.redact(&secrets))
+}
+
+/// Every secret the config holds or pulls in: bearer tokens, values of sensitive headers,
+/// passwords in URLs, and the value of every environment variable a `${NAME}` reads (the usual
+/// way to pass a token). Errors and log lines are cleaned of them.
+pub fn secrets(raw: &RawConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |s: &str| {
+        // Expand `${NAME}` from the environment as templates do, and keep both spellings.
+        let mut rest = s;
+        while let Some(p) = rest.find("${") {
+            let after = &rest[p + 2..];
+            let Some(end) = after.find('}') else { break };
+            if let Ok(v) = std::env::var(after[..end].trim()) {
+                if v.len() >= 4 {
+                    out.push(v);
+                }
+            }
+            rest = &after[end..];
+        }
+        if let Ok(u) = url::Url::parse(s) {
+            if let Some(p) = u.password().filter(|p| p.len() >= 4) {
+                out.push(p.to_string());
+            }
+        }
+    };
+    let value = serde_json::to_value(raw).unwrap_or_default();
+    fn walk(v: &serde_json::Value, key: &str, f: &mut dyn FnMut(&str, &str)) {
+        match v {
+            serde_json::Value::String(s) => f(key, s),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, key, f)),
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| walk(x, k, f)),
+            _ => {}
+        }
+    }
+    let mut literal = Vec::new();
+    walk(&value, "", &mut |key, s| {
+        add(s);
+        let key = key.to_ascii_lowercase();
+        if key == "bearer_token" || SENSITIVE_HEADERS.contains(&key.as_str()) {
+            literal.push(s.to_string());
+        }
+    });
+    // A `${NAME}` is not itself a secret (its value was added above), and hiding it would
+    // hide which variable an error is about.
+    for s in literal.into_iter().filter(|s| !s.contains("${")) {
+        // A header value such as `Bearer abc`: hide the whole value and its last word.
+        if let Some(last) = s.split_whitespace().last().filter(|w| w.len() >= 4) {
+            out.push(last.to_string());
+        }
+        out.push(s);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError> {
     let mut errs = Errors::new();
     raw.sla.validate("sla", &mut errs);
     raw.prices.validate("prices", &mut errs);
@@ -54,6 +114,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
     let docker = raw.containers.source == crate::containers::SourceKind::Docker;
     raw.experiment
         .validate("experiment", &names, docker, &mut errs);
+    validate_limits(&raw, &mut errs);
     if raw.lifecycle.drain_timeout.is_zero() {
         errs.add("lifecycle.drain_timeout", "must be greater than 0s");
     }
@@ -100,7 +161,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
                 format!("{:?} is already used by scenarios[{prev}]", sc.name),
             );
         }
-        if let Some(s) = scenario(
+        if let Some(mut s) = scenario(
             sc,
             &path,
             &raw.target,
@@ -109,6 +170,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
             &mut errs,
             &mut warnings,
         ) {
+            s.limits = crate::load::http1::Limits::from_config(&raw.limits);
             scenarios.push(Arc::new(Scenario {
                 transport: transport.clone(),
                 ..s
@@ -121,6 +183,110 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigError
         source: None,
         warnings,
     })
+}
+
+/// Bounds of the `[limits]` keys themselves, so a limit cannot be turned off by accident.
+const MAX_VUS_CEILING: u64 = 1_000_000;
+
+fn validate_limits(raw: &RawConfig, errs: &mut Errors) {
+    let srv = &raw.server;
+    if !(1..=4096).contains(&srv.max_connections) {
+        errs.add(
+            "server.max_connections",
+            format!("must be between 1 and 4096, got {}", srv.max_connections),
+        );
+    }
+    for (name, d) in [
+        ("server.header_read_timeout", srv.header_read_timeout),
+        ("server.idle_timeout", srv.idle_timeout),
+    ] {
+        if d.is_zero() {
+            errs.add(name, "must be greater than 0s");
+        }
+    }
+    let l = &raw.limits;
+    if !(1..=MAX_VUS_CEILING).contains(&l.max_vus) {
+        errs.add(
+            "limits.max_vus",
+            format!("must be between 1 and {MAX_VUS_CEILING}, got {}", l.max_vus),
+        );
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&l.max_response_head) {
+        errs.add(
+            "limits.max_response_head",
+            format!(
+                "must be between 1KiB and 16MiB, got {} bytes",
+                l.max_response_head
+            ),
+        );
+    }
+    if !(16..=8192).contains(&l.max_response_headers) {
+        errs.add(
+            "limits.max_response_headers",
+            format!(
+                "must be between 16 and 8192, got {}",
+                l.max_response_headers
+            ),
+        );
+    }
+    if !(1024..=1024 * 1024 * 1024).contains(&l.max_capture_body) {
+        errs.add(
+            "limits.max_capture_body",
+            format!(
+                "must be between 1KiB and 1GiB, got {} bytes",
+                l.max_capture_body
+            ),
+        );
+    }
+    if l.connect_backoff_min.is_zero() {
+        errs.add("limits.connect_backoff_min", "must be greater than 0s");
+    }
+    if l.connect_backoff_max < l.connect_backoff_min {
+        errs.add(
+            "limits.connect_backoff_max",
+            format!(
+                "must be at least limits.connect_backoff_min ({}), got {}",
+                fmt_dur(l.connect_backoff_min),
+                fmt_dur(l.connect_backoff_max)
+            ),
+        );
+    }
+    // Every field that asks for VUs, against the ceiling: each VU costs memory and a socket,
+    // and a typo of 4294967296 would otherwise allocate until the machine runs out.
+    let max = l.max_vus;
+    let mut check = |path: String, v: f64| {
+        if v > max as f64 {
+            errs.add(
+                path,
+                format!("must be at most limits.max_vus ({max}), got {v}; raise limits.max_vus to allow more"),
+            );
+        }
+    };
+    for (i, sc) in raw.scenarios.iter().enumerate() {
+        let p = format!("scenarios[{i}]");
+        for (name, v) in [
+            ("vus", sc.vus),
+            ("start_vus", sc.start_vus),
+            ("pre_allocated_vus", sc.pre_allocated_vus),
+            ("max_vus", sc.max_vus),
+        ] {
+            if let Some(v) = v {
+                check(format!("{p}.{name}"), v as f64);
+            }
+        }
+        if sc.executor == ExecutorKind::RampingVus {
+            for (j, st) in sc.stages.iter().enumerate() {
+                check(format!("{p}.stages[{j}].target"), st.target);
+            }
+        }
+    }
+    for (i, v) in raw.experiment.sweep.vus.iter().enumerate() {
+        check(format!("experiment.sweep.vus[{i}]"), *v as f64);
+    }
+    check(
+        "experiment.search.vus".into(),
+        raw.experiment.search.vus as f64,
+    );
 }
 
 fn valid_label(s: &str) -> bool {
@@ -153,6 +319,41 @@ fn validate_buckets(b: &[f64], errs: &mut Errors) {
             );
         }
     }
+}
+
+/// The URL without `user:password@`, and the `Authorization: Basic` value for it, when it has
+/// userinfo. The credentials are percent-decoded as RFC 3986 writes them.
+fn take_userinfo(u: &str) -> Result<Option<(String, String)>, String> {
+    let Ok(mut url) = url::Url::parse(u) else {
+        return Ok(None);
+    };
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(None);
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let creds = format!(
+        "{}:{}",
+        decode(url.username()),
+        decode(url.password().unwrap_or(""))
+    );
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    use base64::Engine as _;
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    );
+    // url::Url adds a '/' to an empty path; keep the user's spelling otherwise.
+    let mut stripped = url.to_string();
+    if !u.trim_end().ends_with('/') && url.path() == "/" && url.query().is_none() {
+        stripped.pop();
+    }
+    Ok(Some((stripped, value)))
 }
 
 /// The client settings of `target`: TLS, HTTP version, HTTP/2 connections. The TLS client is
@@ -619,6 +820,8 @@ fn scenario(
         steps,
         var_names: vars.names,
         data,
+        // Set by the caller from `[limits]`, which is not per scenario.
+        limits: Default::default(),
         setup_policy,
         transport: Arc::default(),
     })
@@ -733,11 +936,42 @@ fn step(
             None
         }
     };
+    let mut basic = None;
     let url = url_text.and_then(|(u, field)| {
-        let t = parse(&u, Escape::None, field.clone(), errs)?;
+        let mut t = parse(&u, Escape::None, field.clone(), errs)?;
         // Check the URL now with placeholders filled by a dummy, so typos fail at load.
         let probe = t.render(&vec![Some("x".to_string()); 64]);
-        check_url(&probe, &field, errs).then_some(t)
+        if !check_url(&probe, &field, errs) {
+            return None;
+        }
+        match take_userinfo(&probe) {
+            Ok(None) => {}
+            Ok(Some((stripped, auth))) if t.as_static().is_some() => {
+                // Credentials in the URL go out as `Authorization: Basic`, never in `Host`.
+                t = Template::literal(stripped);
+                basic = Some((auth, field.clone()));
+            }
+            Ok(Some(_)) => {
+                errs.add(
+                    field,
+                    "user:password@ in a URL with ${variables} is not supported; \
+                     give the credentials as an Authorization header",
+                );
+                return None;
+            }
+            Err(e) => {
+                errs.add(field, e);
+                return None;
+            }
+        }
+        // The client's own parser: what url::Url repairs (a space, a raw quote) it refuses,
+        // and every request would fail at run time without a byte sent.
+        let check = t.render(&vec![Some("x".to_string()); 64]);
+        if let Err(e) = crate::load::http1::Target::parse(&check) {
+            errs.add(field, format!("cannot be sent: {e}"));
+            return None;
+        }
+        Some(t)
     });
     let mut headers = Vec::new();
     let bearer = r.bearer_token.as_ref().or(target.bearer_token.as_ref());
@@ -752,6 +986,20 @@ fn step(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone(), format!("{rp}.headers.{k}"))),
     );
+    if let Some((auth, field)) = basic {
+        if bearer.is_some()
+            || header_srcs
+                .iter()
+                .any(|(k, _, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            errs.add(
+                field.clone(),
+                "has user:password@ and there is also a bearer token or an Authorization header; give one of them",
+            );
+        } else {
+            header_srcs.push(("authorization".into(), auth, field));
+        }
+    }
     if let Some(tok) = bearer {
         let field = if r.bearer_token.is_some() {
             format!("{rp}.bearer_token")
@@ -920,13 +1168,22 @@ pub(crate) fn load_data(
     } else {
         base_dir.join(&d.file)
     };
-    let text = match std::fs::read_to_string(&file) {
+    let text = match crate::files::read_regular(&file, crate::files::DATA_LIMIT)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|e| {
+                let (line, col) =
+                    crate::files::line_col(e.as_bytes(), e.utf8_error().valid_up_to());
+                format!(
+                    "{} is not UTF-8: invalid byte at offset {} (line {line}, column {col})",
+                    file.display(),
+                    e.utf8_error().valid_up_to()
+                )
+            })
+        }) {
         Ok(t) => t,
         Err(e) => {
-            errs.add(
-                format!("{path}.file"),
-                format!("cannot read {}: {e}", file.display()),
-            );
+            errs.add(format!("{path}.file"), e);
             return None;
         }
     };

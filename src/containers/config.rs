@@ -41,11 +41,11 @@ pub struct ContainersConfig {
     /// Container (or process) name → group; wins over `group_label`.
     pub groups: BTreeMap<String, String>,
     /// Sampling interval.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub interval: Duration,
     /// Longest wait for one container's stats in a round; a slower container is reported down
     /// for that round instead of holding back the others.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::units::duration")]
     pub timeout: Duration,
     /// Process source: root PIDs to measure (each with its children).
     pub pids: Vec<u32>,

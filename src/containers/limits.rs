@@ -61,6 +61,50 @@ impl Original {
     }
 }
 
+/// Limits set and not yet restored, process-wide, so an exit that cannot wait for the
+/// experiment (a second SIGTERM, the drain watchdog) still puts them back:
+/// [`restore_pending_blocking`].
+static PENDING: std::sync::Mutex<Vec<(Docker, String, Original)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<(Docker, String, Original)>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Put back every limit still changed, from a thread outside the async runtime (its own
+/// small runtime), within `within`. Used on the way out when the experiment cannot finish.
+pub fn restore_pending_blocking(within: Duration) {
+    let todo = std::mem::take(&mut *pending());
+    if todo.is_empty() {
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot restore container limits: no runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let work = async {
+            for (docker, name, orig) in todo {
+                let c = LimitsControl::new(docker);
+                c.originals.lock().await.insert(name.clone(), orig);
+                match c.restore_one(&name).await {
+                    Ok(()) => tracing::info!(container = %name, "original limits restored on exit"),
+                    Err(e) => tracing::error!(container = %name, error = %e, "restoring limits on exit failed"),
+                }
+            }
+        };
+        if tokio::time::timeout(within, work).await.is_err() {
+            tracing::error!("restoring container limits on exit timed out");
+        }
+    });
+}
+
 /// Sets and restores limits on one engine. Originals are recorded per container name the first
 /// time [`LimitsControl::set`] touches it.
 pub struct LimitsControl {
@@ -145,11 +189,12 @@ impl LimitsControl {
         let memory = i64::try_from(memory_bytes)
             .map_err(|_| bad(format!("memory {memory_bytes} is too large")))?;
         let current = Original::of(&self.host_config(name).await?);
-        self.originals
-            .lock()
-            .await
-            .entry(name.to_string())
-            .or_insert(current);
+        let mut originals = self.originals.lock().await;
+        if !originals.contains_key(name) {
+            originals.insert(name.to_string(), current);
+            pending().push((self.docker.clone(), name.to_string(), current));
+        }
+        drop(originals);
         let mut update = UpdateContainerOptions::<String>::default();
         if memory > 0 {
             update.memory = Some(memory);
@@ -195,6 +240,7 @@ impl LimitsControl {
         }
         self.update(name, update).await?;
         self.originals.lock().await.remove(name);
+        pending().retain(|(_, n, _)| n != name);
         Ok(())
     }
 

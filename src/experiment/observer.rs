@@ -3,6 +3,7 @@
 //! the HDR recorder, counts from the step counters, VUs sampled from the gauge, and CPU and
 //! memory from the container snapshots. The result is one [`StageSummary`] per stage.
 
+use crate::load::plan::instant_after;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,8 +197,8 @@ pub async fn observe(
     // The baseline: kills and exits before the run are not this run's events.
     tracker.update(&containers.borrow_and_update().clone(), 0.0);
     for st in ctx.scenario.schedule.stages() {
-        let stage_start = t0 + st.start;
-        let stage_end = stage_start + st.duration;
+        let stage_start = instant_after(t0, st.start);
+        let stage_end = instant_after(stage_start, st.duration);
         tokio::select! {
             _ = sleep_until(stage_start) => {}
             _ = done.cancelled() => break,

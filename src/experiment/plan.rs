@@ -88,7 +88,7 @@ pub async fn run_plan(
     let base = snapshot_counters(&ctxs);
     for ctx in &ctxs {
         let sc = &ctx.scenario;
-        let t0 = start + sc.start;
+        let t0 = crate::load::plan::instant_after(start, sc.start);
         let done = CancellationToken::new();
         let (c, s, d) = (ctx.clone(), stop.clone(), done.clone());
         let shard = rt.shard;
@@ -124,7 +124,7 @@ pub async fn run_plan(
     let total = settings
         .scenarios
         .iter()
-        .map(|s| s.start + s.schedule.total())
+        .map(|s| s.start.saturating_add(s.schedule.total()))
         .max()
         .unwrap_or_default();
     let progress = super::progress::spawn(

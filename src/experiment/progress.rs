@@ -92,7 +92,7 @@ impl Tracker {
             .schedule
             .stages()
             .into_iter()
-            .find(|s| offset < s.start + s.duration)
+            .find(|s| offset < s.start.saturating_add(s.duration))
             .map(|s| s.name)
             .unwrap_or_else(|| "ending".into());
         let open = matches!(

@@ -224,8 +224,9 @@ pub fn build(
             ))
         }
         BodyConfig::Multipart { fields, files } => {
-            let boundary = "----loadspec-boundary-7d9f1c2a5e3b";
-            let mut chunks = Vec::new();
+            // Each part's headers and content first; the boundary is chosen once the
+            // contents are known.
+            let mut parts: Vec<(String, Chunk)> = Vec::new();
             let mut ok = true;
             for (i, f) in fields.iter().enumerate() {
                 if !valid_part_name(&f.name) {
@@ -239,15 +240,14 @@ pub fn build(
                     ok = false;
                     continue;
                 }
-                chunks.push(Chunk::Bytes(Bytes::from(format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n",
+                let head = format!(
+                    "Content-Disposition: form-data; name=\"{}\"\r\n\r\n",
                     f.name
-                ))));
+                );
                 match parse(&f.value, Escape::None, format!("{path}.fields[{i}].value")) {
-                    Some(t) => chunks.push(Chunk::Text(t)),
+                    Some(t) => parts.push((head, Chunk::Text(t))),
                     None => ok = false,
                 }
-                chunks.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
             }
             for (i, f) in files.iter().enumerate() {
                 let p = format!("{path}.files[{i}]");
@@ -267,13 +267,10 @@ pub fn build(
                 } else {
                     base_dir.join(&f.path)
                 };
-                let data = match std::fs::read(&file) {
+                let data = match crate::files::read_regular(&file, crate::files::BODY_LIMIT) {
                     Ok(d) => Bytes::from(d),
                     Err(e) => {
-                        errs.add(
-                            format!("{p}.path"),
-                            format!("cannot read file {}: {e}", file.display()),
-                        );
+                        errs.add(format!("{p}.path"), e);
                         ok = false;
                         continue;
                     }
@@ -301,22 +298,55 @@ pub fn build(
                     ok = false;
                     continue;
                 }
-                chunks.push(Chunk::Bytes(Bytes::from(format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {ct}\r\n\r\n",
+                let head = format!(
+                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {ct}\r\n\r\n",
                     f.name
-                ))));
-                chunks.push(Chunk::Bytes(data));
-                chunks.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
+                );
+                parts.push((head, Chunk::Bytes(data)));
             }
-            chunks.push(Chunk::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
             if !ok {
                 return None;
             }
+            // The boundary must not occur in any part (RFC 2046 §5.1.1), or the receiver
+            // splits the body there.
+            let boundary = boundary_for(parts.iter().filter_map(|(_, c)| match c {
+                Chunk::Bytes(b) => Some(&b[..]),
+                Chunk::Text(t) => t.as_static().map(str::as_bytes),
+            }));
+            let mut chunks = Vec::with_capacity(parts.len() * 3 + 1);
+            for (head, content) in parts {
+                chunks.push(Chunk::Bytes(Bytes::from(format!("--{boundary}\r\n{head}"))));
+                chunks.push(content);
+                chunks.push(Chunk::Bytes(Bytes::from_static(b"\r\n")));
+            }
+            chunks.push(Chunk::Bytes(Bytes::from(format!("--{boundary}--\r\n"))));
             let ct = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
-                .expect("static boundary is a valid header value");
+                .expect("the boundary is visible ASCII");
             Some(BodySpec::from_chunks(chunks, ct))
         }
     }
+}
+
+/// `----loadspec-boundary-7d9f1c2a5e3b`, or the same with a counter appended, the first that
+/// none of `parts` contains. (A variable rendered at run time is not known here; the fixed
+/// random-looking base makes a clash there vanishingly unlikely.)
+fn boundary_for<'a>(parts: impl Iterator<Item = &'a [u8]>) -> String {
+    let parts: Vec<&[u8]> = parts.collect();
+    let base = "----loadspec-boundary-7d9f1c2a5e3b";
+    (0u64..)
+        .map(|n| {
+            if n == 0 {
+                base.to_string()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|b| {
+            !parts
+                .iter()
+                .any(|p| p.windows(b.len()).any(|w| w == b.as_bytes()))
+        })
+        .unwrap_or_else(|| base.to_string())
 }
 
 fn valid_part_name(s: &str) -> bool {

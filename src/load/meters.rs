@@ -70,7 +70,7 @@ pub struct StepMetrics {
     codes_vec: Arc<Family<Counter>>,
     scenario: String,
     request: String,
-    failures: [Counter; 5],
+    failures: [Counter; FailureReason::ALL.len()],
     pub check_pass: Counter,
     pub check_fail: Counter,
 }

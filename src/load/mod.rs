@@ -5,6 +5,7 @@ pub mod executor;
 pub mod failure;
 pub mod h2;
 pub mod http1;
+pub mod limits;
 pub mod meters;
 pub mod net;
 pub mod plan;

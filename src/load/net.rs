@@ -221,7 +221,14 @@ impl Transport {
         let t0 = Instant::now();
         let tcp = TcpStream::connect(authority).await;
         phases.connect += t0.elapsed();
-        let tcp = tcp.map_err(|_| FailureReason::Connect)?;
+        let tcp = tcp.map_err(|e| match e.raw_os_error() {
+            // Out of descriptors is loadspec's own limit, not the target's.
+            Some(libc::EMFILE | libc::ENFILE) => {
+                crate::load::http1::warn_fd_limit(&e);
+                FailureReason::FdLimit
+            }
+            _ => FailureReason::Connect,
+        })?;
         let _ = tcp.set_nodelay(true);
         if !tls {
             return Ok(Stream::Plain(tcp));

@@ -44,6 +44,14 @@ pub enum DataMode {
     RoundRobin,
 }
 
+/// `t0 + offset`, saturating far in the future instead of panicking. Config durations are
+/// bounded (`units::duration::MAX`), so this only guards sums of many long stages.
+pub fn instant_after(t0: tokio::time::Instant, offset: Duration) -> tokio::time::Instant {
+    t0.checked_add(offset)
+        .or_else(|| t0.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(t0)
+}
+
 /// One stage of a schedule: VUs (closed model) or iterations per second (open model).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stage<T> {
@@ -94,7 +102,7 @@ impl<T: StageValue> Stage<T> {
     pub fn at(stages: &[Self], t: Duration) -> Option<StageAt> {
         let mut start = Duration::ZERO;
         for s in stages {
-            let end = start + s.duration;
+            let end = start.saturating_add(s.duration);
             if t < end {
                 let (from, to) = (s.from.as_f64(), s.to.as_f64());
                 if s.step || from == to {
@@ -136,7 +144,7 @@ fn infos<T>(
                 vus: vus(s),
                 rate: rate(s),
             };
-            at += s.duration;
+            at = at.saturating_add(s.duration);
             info
         })
         .collect()
@@ -198,7 +206,9 @@ impl Schedule {
 
     /// Total planned length (the upper bound for per-vu-iterations).
     pub fn total(&self) -> Duration {
-        self.stages().iter().map(|s| s.duration).sum()
+        self.stages()
+            .iter()
+            .fold(Duration::ZERO, |a, s| a.saturating_add(s.duration))
     }
 
     /// The most VUs this schedule can run at once.
@@ -277,6 +287,8 @@ pub struct Scenario {
     /// Names of the per-VU variables (captures and data columns), by index.
     pub var_names: Vec<String>,
     pub data: Option<DataSet>,
+    /// The client's ceilings and backoff, from `[limits]`.
+    pub limits: super::http1::Limits,
     pub setup_policy: SetupPolicy,
     /// TCP and TLS settings of the target, shared by every scenario of a config.
     pub transport: Arc<super::net::Transport>,

@@ -91,3 +91,29 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: reading into a live buffer of the given length.
     check(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit (capped at 1 << 20: an unlimited hard
+/// limit cannot be a soft one). Returns the soft limit now in force.
+pub fn raise_nofile() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let want = lim.rlim_max.min(1 << 20);
+    if lim.rlim_cur < want {
+        let new = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+            return Ok(lim.rlim_cur);
+        }
+        return Ok(want);
+    }
+    Ok(lim.rlim_cur)
+}

@@ -2,7 +2,7 @@
 //! from responses, and record every result. A failed request is data, never an error.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +16,7 @@ use super::http1::{
 use super::meters::{Meters, ScenarioMetrics, StepMetrics};
 use super::plan::DataMode;
 use super::plan::{CaptureKind, DataSet, ScenarioRef, Step};
+use super::FailureReason;
 use crate::latency::LatencyRecorder;
 
 /// A step with what can be computed once: its static target, its static header lines, its
@@ -171,6 +172,57 @@ pub struct ScenarioCtx {
     setup: Vec<PreparedStep>,
     steps: Vec<PreparedStep>,
     round_robin: AtomicU64,
+    /// The target's state as the VUs see it, for one WARN line when it stops accepting
+    /// connections and one when it accepts them again.
+    health: Health,
+}
+
+/// Consecutive failed connects (any VU) and whether the target was declared down.
+#[derive(Default)]
+struct Health {
+    failed_connects: AtomicU64,
+    down: AtomicBool,
+}
+
+/// Failed connects in a row, over all VUs, before the target is declared down: one refused
+/// connect among successes is noise, not an outage.
+const DOWN_AFTER: u64 = 3;
+
+impl Health {
+    fn connect(&self, ok: bool, scenario: &str, authority: &str, backoff_max: std::time::Duration) {
+        if ok {
+            self.failed_connects.store(0, Ordering::Relaxed);
+            if self.down.swap(false, Ordering::Relaxed) {
+                tracing::warn!(%scenario, target = %authority, "target is back: connects succeed again");
+            }
+        } else if self.failed_connects.fetch_add(1, Ordering::Relaxed) + 1 >= DOWN_AFTER
+            && !self.down.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                %scenario,
+                target = %authority,
+                backoff_max = %humantime::format_duration(backoff_max),
+                "target is down: connects fail; each VU backs off (failures count with reason connect)"
+            );
+        }
+    }
+}
+
+/// Counts a request whose future is dropped before its outcome was recorded (the drain
+/// deadline or a ramp-down's grace period cut it): the target may have received it, so
+/// loadspec's total must include it.
+struct InFlight<'a> {
+    metrics: &'a StepMetrics,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.metrics.failure(FailureReason::Interrupted);
+            self.metrics.check_fail.inc();
+        }
+    }
 }
 
 impl ScenarioCtx {
@@ -187,6 +239,7 @@ impl ScenarioCtx {
             setup: prep(&scenario.setup),
             steps: prep(&scenario.steps),
             round_robin: AtomicU64::new(0),
+            health: Health::default(),
             scenario,
         })
     }
@@ -303,6 +356,20 @@ impl ScenarioCtx {
         vu.iterations += 1;
     }
 
+    /// A failure without an exchange: count it, then pause the VU (doubling up to the
+    /// limit) so a dead target or an unsendable value cannot spin it.
+    async fn fail_without_exchange(&self, s: &PreparedStep, vu: &mut Vu, reason: FailureReason) {
+        s.metrics.failure(reason);
+        s.metrics.check_fail.inc();
+        let l = &self.scenario.limits;
+        vu.backoff = if vu.backoff.is_zero() {
+            l.backoff_min
+        } else {
+            (vu.backoff * 2).min(l.backoff_max)
+        };
+        tokio::time::sleep(vu.backoff).await;
+    }
+
     /// Send one step and record it.
     async fn exec(&self, s: &PreparedStep, vu: &mut Vu, start: Instant) -> Done {
         let step = &s.step;
@@ -315,8 +382,9 @@ impl ScenarioCtx {
                     &parsed
                 }
                 Err(_) => {
-                    // A variable produced an unusable URL: count it as a failed check.
-                    s.metrics.check_fail.inc();
+                    // A variable produced an unusable URL: nothing can be sent.
+                    self.fail_without_exchange(s, vu, FailureReason::InvalidRequest)
+                        .await;
                     return Done::FAILED;
                 }
             },
@@ -335,13 +403,13 @@ impl ScenarioCtx {
                     // A variable holds control characters. Sending without the header
                     // would blame the target for a 401; count it here instead.
                     vu.conns.put_head(scratch);
-                    s.metrics.check_fail.inc();
+                    self.fail_without_exchange(s, vu, FailureReason::InvalidRequest)
+                        .await;
                     return Done::FAILED;
                 }
                 &scratch
             }
         };
-        self.metrics.data_sent.inc_by(head.len() as u64 + body_len);
         let req = RawRequest {
             target,
             head,
@@ -353,8 +421,23 @@ impl ScenarioCtx {
             body: s.keep_body,
             headers: s.want_headers,
         };
+        let mut in_flight = InFlight {
+            metrics: &s.metrics,
+            done: false,
+        };
         let result = vu.conns.send_raw(req, want, step.timeout).await;
+        in_flight.done = true;
         vu.conns.put_head(scratch);
+        // Only what the socket took: a refused connect sends nothing.
+        self.metrics.data_sent.inc_by(vu.conns.last_sent);
+        if let Some(ok) = vu.conns.last_connect {
+            self.health.connect(
+                ok,
+                &self.scenario.name,
+                &target.authority,
+                self.scenario.limits.backoff_max,
+            );
+        }
         let end = Instant::now();
         let retries = vu.conns.take_retries();
         if retries > 0 {
@@ -365,7 +448,21 @@ impl ScenarioCtx {
             s.metrics.tls_handshake(h.as_secs_f64());
         }
         match result {
+            Ok(resp) if resp.body_over_cap => {
+                vu.backoff = std::time::Duration::ZERO;
+                self.metrics.data_received.inc_by(resp.received);
+                s.metrics.failure(FailureReason::CaptureTooLarge);
+                s.metrics.check_fail.inc();
+                for c in &step.captures {
+                    vu.vars[c.var] = None;
+                }
+                Done {
+                    ok: false,
+                    status: Some(resp.status),
+                }
+            }
             Ok(resp) => {
+                vu.backoff = std::time::Duration::ZERO;
                 let t = resp.timing;
                 if !t.connect.is_zero() {
                     s.metrics.phases.connect.observe(t.connect.as_secs_f64());
@@ -392,9 +489,16 @@ impl ScenarioCtx {
                     status: Some(resp.status),
                 }
             }
+            Err(reason) if reason.without_exchange() => {
+                self.fail_without_exchange(s, vu, reason).await;
+                Done::FAILED
+            }
             Err(reason) => {
                 s.metrics.failure(reason);
                 s.metrics.check_fail.inc();
+                // Every failure path gives the worker back, even when the socket failed
+                // without waiting.
+                tokio::task::yield_now().await;
                 Done::FAILED
             }
         }
@@ -471,6 +575,8 @@ pub struct Vu {
     /// Setup re-runs for `rerun_setup_on` so far.
     pub reruns: u32,
     conns: Conns,
+    /// The pause after the last failure without an exchange; zero after a success.
+    backoff: std::time::Duration,
 }
 
 impl Vu {
@@ -482,7 +588,8 @@ impl Vu {
             setup_done: false,
             setup_failed: false,
             reruns: 0,
-            conns: Conns::new(ctx.scenario.transport.clone(), id),
+            conns: Conns::new(ctx.scenario.transport.clone(), id, ctx.scenario.limits),
+            backoff: std::time::Duration::ZERO,
         }
     }
 }

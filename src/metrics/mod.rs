@@ -460,11 +460,11 @@ mod tests {
         step.response(200);
         step.latency(0.1);
         let (one, _) = count(&m);
-        // 43 buckets + +Inf + sum + count, the 10 s max, one status code, 5 failure reasons,
+        // 43 buckets + +Inf + sum + count, the 10 s max, one status code, 10 failure reasons,
         // 2 check results.
         // ... plus the connect and waiting histograms (14 fixed buckets, +Inf, sum, count) and
         // the retry counter.
-        assert_eq!(one - base, 46 + 1 + 1 + 5 + 2 + 2 * 17 + 1);
+        assert_eq!(one - base, 46 + 1 + 1 + 10 + 2 + 2 * 17 + 1);
         let m = LoadMetrics::new(bounds);
         m.configure(bounds, &sla, &prices);
         for sc in 0..20 {

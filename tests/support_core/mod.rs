@@ -2,6 +2,8 @@
 //! in-process on a 127.0.0.1:0 listener, and a plain HTTP GET. Everything is bounded in time.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -26,7 +26,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 use super::{finish, gate, Gate, Stop, OPEN_GRACE};
-use crate::load::plan::{ExecutorKind, RateStage, Shard, Stage};
+use crate::load::plan::{instant_after, ExecutorKind, RateStage, Shard, Stage};
 use crate::load::vu::{ScenarioCtx, Vu};
 
 /// A claimed arrival later than this when claimed found no idle VU at its instant.
@@ -130,7 +130,7 @@ impl Pool {
     fn claim(&self, first: bool) -> Option<Instant> {
         loop {
             let k = self.next.fetch_add(1, Ordering::Relaxed);
-            let at = self.t0 + self.plan.local_at(k)?;
+            let at = instant_after(self.t0, self.plan.local_at(k)?);
             if first || at + LATE >= Instant::now() {
                 return Some(at);
             }
@@ -173,7 +173,7 @@ pub(super) async fn run(
     });
     // The preallocated VUs hold the first arrivals, in order.
     for local in 0..pre {
-        let first = pool.plan.local_at(local).map(|o| t0 + o);
+        let first = pool.plan.local_at(local).map(|o| instant_after(t0, o));
         pool.tracker
             .spawn(vu_task(pool.clone(), local, Some(first)));
     }
@@ -189,7 +189,7 @@ pub(super) async fn run(
             at.end
         };
         tokio::select! {
-            _ = sleep_until(t0 + next) => {}
+            _ = sleep_until(instant_after(t0, next)) => {}
             _ = stop.drain.cancelled() => { drained = true; break }
         }
     }

@@ -16,7 +16,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::task::TaskTracker;
 
 use super::{finish, gate, Gate, Stop};
-use crate::load::plan::{Shard, VuStage};
+use crate::load::plan::{instant_after, Shard, VuStage};
 use crate::load::vu::{ScenarioCtx, Vu};
 
 /// The global VU count at `t` from the scenario start, and when it next changes (`None`
@@ -80,7 +80,7 @@ pub(super) async fn run(
         ctx.metrics.vus_target.set(mine as i64);
         let Some(next) = next else { break };
         tokio::select! {
-            _ = sleep_until(t0 + next) => {}
+            _ = sleep_until(instant_after(t0, next)) => {}
             _ = stop.drain.cancelled() => break,
         }
     }

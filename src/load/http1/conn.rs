@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing};
+use super::read::{read_chunked, read_exact, read_head, read_to_eof, Framing, Kept};
 use super::write::{write_all, write_file};
-use super::{RawRequest, Response, Target, Want};
+use super::{Limits, RawRequest, Response, Target, Want};
 use crate::load::net::{HttpVersion, Phases, Stream, Transport};
 use crate::load::tls;
 use crate::load::FailureReason;
@@ -22,7 +22,40 @@ pub(super) const READ_BUF: usize = 4 * 1024;
 /// A read buffer grown past this by a large response is dropped after it.
 pub(super) const KEEP_BUF: usize = 64 * 1024;
 
+/// Sockets the VUs hold now, over all VUs, and how many they may hold: the file-descriptor
+/// limit minus what the server and the rest of the process need
+/// ([`set_socket_budget`]). Past the budget a connect fails with `fd_limit` without a system
+/// call, so the VUs can never take the descriptors `/metrics` needs.
+static SOCKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static BUDGET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Cap the sockets all VUs together may hold (set once at start by the binary).
+pub fn set_socket_budget(n: u64) {
+    BUDGET.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One socket counted against the budget while it lives.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if SOCKETS.fetch_add(1, Relaxed) >= BUDGET.load(Relaxed) {
+            SOCKETS.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        SOCKETS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(super) struct Conn {
+    _slot: Slot,
     authority: String,
     host: String,
     pub(super) stream: Stream,
@@ -50,6 +83,12 @@ impl Conn {
 pub struct Conns {
     conns: Vec<Conn>,
     head: Vec<u8>,
+    limits: Limits,
+    /// Bytes the socket took during the last [`Conns::send_raw`], also when it failed.
+    pub last_sent: u64,
+    /// Whether the last [`Conns::send_raw`] opened a connection: `Some(true)` it did,
+    /// `Some(false)` it failed to, `None` it reused one (the target's up/down state).
+    pub last_connect: Option<bool>,
     transport: Arc<Transport>,
     phases: Phases,
     /// The VU's number: its HTTP/2 connection is `slot mod http2_connections`.
@@ -73,10 +112,11 @@ impl From<FailureReason> for Fail {
 }
 
 impl Conns {
-    pub fn new(transport: Arc<Transport>, slot: u64) -> Self {
+    pub fn new(transport: Arc<Transport>, slot: u64, limits: Limits) -> Self {
         Self {
             transport,
             slot,
+            limits,
             ..Default::default()
         }
     }
@@ -99,10 +139,17 @@ impl Conns {
         t: &Target,
         phases: &mut Phases,
     ) -> Result<Conn, FailureReason> {
+        let Some(fd_slot) = Slot::take() else {
+            super::warn_fd_limit(&io::Error::other(
+                "the VUs' share of the file-descriptor limit is in use",
+            ));
+            return Err(FailureReason::FdLimit);
+        };
         let stream = transport
             .connect(&t.authority, &t.host, t.tls, phases)
             .await?;
         Ok(Conn {
+            _slot: fd_slot,
             authority: t.authority.clone(),
             host: t.host.clone(),
             stream,
@@ -174,6 +221,18 @@ impl Conns {
         r
     }
 
+    /// Connect, noting the outcome in `last_connect`.
+    async fn open(&mut self, t: &Target) -> Result<Conn, FailureReason> {
+        let r = Self::connect(&self.transport, t, &mut self.phases).await;
+        // Only the target's answer counts for its up/down state, not loadspec's own limits.
+        match &r {
+            Ok(_) => self.last_connect = Some(true),
+            Err(FailureReason::Connect) => self.last_connect = Some(false),
+            Err(_) => {}
+        }
+        r
+    }
+
     /// A scratch buffer for building a request head; give it back with [`Conns::put_head`].
     pub fn take_head(&mut self) -> Vec<u8> {
         let mut h = std::mem::take(&mut self.head);
@@ -194,6 +253,9 @@ impl Conns {
         want: Want,
         timeout: Duration,
     ) -> Result<Response, FailureReason> {
+        self.last_sent = 0;
+        self.last_connect = None;
+        let limits = self.limits;
         self.phases = Phases::default();
         if self.transport.http_version() == HttpVersion::Http2 {
             let (t, slot) = (&*self.transport, self.slot);
@@ -205,10 +267,10 @@ impl Conns {
         let fut = async {
             let mut conn = match self.take(req.target) {
                 Some(c) => c,
-                None => Self::connect(&self.transport, req.target, &mut self.phases).await?,
+                None => self.open(req.target).await?,
             };
             loop {
-                match exchange(&mut conn, &req, want).await {
+                match exchange(&mut conn, &req, want, &limits, &mut self.last_sent).await {
                     Ok((mut resp, reusable)) => {
                         resp.timing.connect = self.phases.connect;
                         if reusable {
@@ -225,7 +287,7 @@ impl Conns {
                     // the server never answered. Counted, never silent.
                     Err(Fail::Closed) if conn.reused => {
                         self.retries += 1;
-                        conn = Self::connect(&self.transport, req.target, &mut self.phases).await?;
+                        conn = self.open(req.target).await?;
                     }
                     Err(f) => return Err(self.reason(&mut conn, f)),
                 }
@@ -246,13 +308,15 @@ async fn exchange(
     conn: &mut Conn,
     req: &RawRequest<'_>,
     want: Want,
+    limits: &Limits,
+    sent: &mut u64,
 ) -> Result<(Response, bool), Fail> {
     let written = match (&mut conn.stream, req.file) {
         // The body by page reference needs the plain socket; over TLS every byte must pass
         // through the cipher, so it goes out from memory like any other body.
-        (Stream::Plain(s), Some(f)) => write_file(s, req.head, f).await,
-        (Stream::Plain(s), None) => write_all(s, req.head, req.body).await,
-        (s @ Stream::Tls(_), _) => match write_all(s, req.head, req.body).await {
+        (Stream::Plain(s), Some(f)) => write_file(s, req.head, f, sent).await,
+        (Stream::Plain(s), None) => write_all(s, req.head, req.body, sent).await,
+        (s @ Stream::Tls(_), _) => match write_all(s, req.head, req.body, sent).await {
             // rustls holds the last record until flushed.
             Ok(()) => s.flush().await,
             e => e,
@@ -269,11 +333,12 @@ async fn exchange(
     let written_at = Instant::now();
     conn.buf.clear();
     conn.first_byte = None;
-    let (status, framing, close, headers, head_len) = read_head(conn, req.head_only, want).await?;
+    let (status, framing, close, headers, head_len) =
+        read_head(conn, req.head_only, want, limits).await?;
     let waiting = conn
         .first_byte
         .map_or(Duration::ZERO, |t| t.saturating_duration_since(written_at));
-    let mut body = want.body.then(BytesMut::new);
+    let mut body = Kept::new(want.body, limits.max_capture_body);
     let (len, eof) = match framing {
         Framing::None => (0, false),
         Framing::Length(n) => (read_exact(conn, n, &mut body).await?, false),
@@ -285,7 +350,8 @@ async fn exchange(
         Response {
             status,
             headers,
-            body: body.map(BytesMut::freeze),
+            body: body.buf.map(BytesMut::freeze),
+            body_over_cap: body.over,
             received: head_len + len,
             timing: super::Timing {
                 connect: Duration::ZERO,

@@ -23,17 +23,36 @@ mod write;
 use bytes::Bytes;
 use http::HeaderMap;
 
-pub use conn::Conns;
+pub use super::limits::Limits;
+pub use conn::{set_socket_budget, Conns};
 pub use target::{Target, TargetError};
 pub use write::{write_header, write_request_line, FileBody};
+
+/// One WARN line per process when sockets run out (EMFILE/ENFILE): the cause is loadspec's
+/// own file-descriptor limit, which the user raises, not the target. Each such request is
+/// still counted, with reason `fd_limit`.
+pub(crate) fn warn_fd_limit(e: &std::io::Error) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            error = %e,
+            "out of file descriptors: requests fail with reason fd_limit; raise `ulimit -n` or lower the VUs"
+        );
+    }
+}
 
 /// A completed exchange.
 pub struct Response {
     pub status: u16,
     /// The response headers, when the caller asked for them (else empty).
     pub headers: HeaderMap,
-    /// The body, kept only when the caller asked for it (captures).
+    /// The body, kept only when the caller asked for it (captures) and it was within
+    /// `Limits::max_capture_body`.
     pub body: Option<Bytes>,
+    /// The caller asked for the body and it was over `Limits::max_capture_body`: it was read
+    /// to the end (the connection stays usable) but not kept.
+    pub body_over_cap: bool,
     /// Bytes received: the exact head plus the body length.
     pub received: u64,
     /// The phases k6 reports apart.

@@ -10,13 +10,42 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::io::AsyncReadExt;
 
 use super::conn::{is_closed, Conn, Fail, KEEP_BUF, READ_BUF};
-use super::Want;
+use super::{Limits, Want};
 use crate::load::FailureReason;
 
-/// Largest response head accepted; a bigger one is a malformed response.
-const MAX_HEAD: usize = 64 * 1024;
-/// Most response headers parsed.
-const MAX_HEADERS: usize = 100;
+/// Header slots kept on the stack; a configured limit above it parses into a heap array.
+const STACK_HEADERS: usize = 256;
+/// Longest chunk-size or trailer line accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 64 * 1024;
+
+/// The body kept for captures: up to `cap` bytes; past it the bytes are dropped and `over`
+/// is set, so a 200 MB response costs no more memory than the cap.
+pub(super) struct Kept {
+    pub(super) buf: Option<BytesMut>,
+    cap: u64,
+    pub(super) over: bool,
+}
+
+impl Kept {
+    pub(super) fn new(want: bool, cap: u64) -> Self {
+        Self {
+            buf: want.then(BytesMut::new),
+            cap,
+            over: false,
+        }
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        if let Some(b) = self.buf.as_mut() {
+            if (b.len() + bytes.len()) as u64 > self.cap {
+                self.buf = None;
+                self.over = true;
+            } else {
+                b.extend_from_slice(bytes);
+            }
+        }
+    }
+}
 
 /// Read more bytes into the connection buffer; `Ok(false)` at EOF.
 async fn fill(conn: &mut Conn, want: usize) -> io::Result<bool> {
@@ -49,15 +78,31 @@ pub(super) enum Framing {
 
 pub(super) type Head = (u16, Framing, bool, HeaderMap, u64);
 
-/// Read and parse the response head, skipping interim (1xx) responses.
-pub(super) async fn read_head(conn: &mut Conn, head_only: bool, want: Want) -> Result<Head, Fail> {
+/// Read and parse the response head, skipping interim (1xx) responses. A head over the
+/// limits (bytes or lines) is `header_too_large`, not a malformed response.
+pub(super) async fn read_head(
+    conn: &mut Conn,
+    head_only: bool,
+    want: Want,
+    limits: &Limits,
+) -> Result<Head, Fail> {
     let mut head_bytes = 0u64;
     let mut any = false;
     loop {
         let parsed = {
-            let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut r = httparse::Response::new(&mut hdrs);
+            let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+            let mut heap;
+            let hdrs: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+                &mut stack[..limits.max_headers]
+            } else {
+                heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+                &mut heap[..]
+            };
+            let mut r = httparse::Response::new(hdrs);
             match r.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(n)) if n > limits.max_head => {
+                    return Err(FailureReason::HeaderTooLarge.into())
+                }
                 Ok(httparse::Status::Complete(n)) => {
                     let status = r.code.unwrap_or(0);
                     let (framing, close) = framing(&r, head_only)?;
@@ -69,6 +114,9 @@ pub(super) async fn read_head(conn: &mut Conn, head_only: bool, want: Want) -> R
                     Some((n, status, framing, close, map))
                 }
                 Ok(httparse::Status::Partial) => None,
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(FailureReason::HeaderTooLarge.into())
+                }
                 Err(_) => return Err(FailureReason::Body.into()),
             }
         };
@@ -83,8 +131,8 @@ pub(super) async fn read_head(conn: &mut Conn, head_only: bool, want: Want) -> R
                 return Ok((status, framing, close, map, head_bytes));
             }
             None => {
-                if conn.buf.len() > MAX_HEAD {
-                    return Err(FailureReason::Body.into());
+                if conn.buf.len() > limits.max_head {
+                    return Err(FailureReason::HeaderTooLarge.into());
                 }
                 match fill(conn, READ_BUF).await {
                     Ok(true) => {
@@ -162,20 +210,14 @@ fn header_map(hdrs: &[httparse::Header<'_>]) -> HeaderMap {
 }
 
 /// Move up to `n` buffered bytes into the kept body (if any); returns how many.
-fn consume(conn: &mut Conn, n: u64, body: &mut Option<BytesMut>) -> u64 {
+fn consume(conn: &mut Conn, n: u64, body: &mut Kept) -> u64 {
     let take = (conn.buf.len() as u64).min(n) as usize;
-    if let Some(b) = body.as_mut() {
-        b.extend_from_slice(&conn.buf[..take]);
-    }
+    body.keep(&conn.buf[..take]);
     conn.buf.advance(take);
     take as u64
 }
 
-pub(super) async fn read_exact(
-    conn: &mut Conn,
-    n: u64,
-    body: &mut Option<BytesMut>,
-) -> Result<u64, Fail> {
+pub(super) async fn read_exact(conn: &mut Conn, n: u64, body: &mut Kept) -> Result<u64, Fail> {
     let mut left = n;
     loop {
         left -= consume(conn, left, body);
@@ -190,7 +232,7 @@ pub(super) async fn read_exact(
     }
 }
 
-pub(super) async fn read_to_eof(conn: &mut Conn, body: &mut Option<BytesMut>) -> Result<u64, Fail> {
+pub(super) async fn read_to_eof(conn: &mut Conn, body: &mut Kept) -> Result<u64, Fail> {
     let mut n = 0;
     loop {
         n += consume(conn, u64::MAX, body);
@@ -202,20 +244,19 @@ pub(super) async fn read_to_eof(conn: &mut Conn, body: &mut Option<BytesMut>) ->
     }
 }
 
-/// Decode a chunked body (RFC 9112 §7.1); trailers are read and ignored.
-pub(super) async fn read_chunked(
-    conn: &mut Conn,
-    body: &mut Option<BytesMut>,
-) -> Result<u64, Fail> {
+/// Decode a chunked body (RFC 9112 §7.1); trailers are read and ignored. Returns the bytes
+/// on the wire, chunk-size lines and trailers included (`data_received` counts the wire).
+pub(super) async fn read_chunked(conn: &mut Conn, body: &mut Kept) -> Result<u64, Fail> {
     let mut total = 0;
     loop {
         let size = loop {
             match httparse::parse_chunk_size(&conn.buf) {
                 Ok(httparse::Status::Complete((i, size))) => {
                     conn.buf.advance(i);
+                    total += i as u64;
                     break size;
                 }
-                Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => {
+                Ok(httparse::Status::Partial) if conn.buf.len() < MAX_CHUNK_LINE => {
                     if !matches!(fill(conn, READ_BUF).await, Ok(true)) {
                         return Err(FailureReason::Io.into());
                     }
@@ -229,10 +270,13 @@ pub(super) async fn read_chunked(
                 match conn.buf.windows(2).position(|w| w == b"\r\n") {
                     Some(0) => {
                         conn.buf.advance(2);
-                        return Ok(total);
+                        return Ok(total + 2);
                     }
-                    Some(p) => conn.buf.advance(p + 2),
-                    None if conn.buf.len() < MAX_HEAD => {
+                    Some(p) => {
+                        conn.buf.advance(p + 2);
+                        total += p as u64 + 2;
+                    }
+                    None if conn.buf.len() < MAX_CHUNK_LINE => {
                         if !matches!(fill(conn, READ_BUF).await, Ok(true)) {
                             return Err(FailureReason::Io.into());
                         }
@@ -251,5 +295,6 @@ pub(super) async fn read_chunked(
             return Err(FailureReason::Body.into());
         }
         conn.buf.advance(2);
+        total += 2;
     }
 }

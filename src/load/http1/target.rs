@@ -54,9 +54,12 @@ impl Target {
         } else {
             format!("{host}:{port}")
         };
+        // `host[:port]` as written, without any `user:password@`: credentials never go into
+        // `Host` (validation turns static ones into `Authorization: Basic`).
+        let written = uri.authority().map_or(host, |a| a.as_str());
+        let written = written.rsplit_once('@').map_or(written, |(_, h)| h);
         let host_header =
-            HeaderValue::from_str(uri.authority().map(|a| a.as_str()).unwrap_or(host))
-                .map_err(|_| TargetError::Host(url.to_string()))?;
+            HeaderValue::from_str(written).map_err(|_| TargetError::Host(url.to_string()))?;
         let path: Uri = uri
             .path_and_query()
             .map(|p| p.as_str())
@@ -100,6 +103,9 @@ mod tests {
         assert_eq!(t.path, "/");
         assert!(!t.tls);
         assert!(Target::parse("nope").is_err());
+        let t = Target::parse("http://user:secret@127.0.0.1:81/x").unwrap();
+        assert_eq!(t.host_header, "127.0.0.1:81");
+        assert_eq!(t.authority, "127.0.0.1:81");
         assert!(matches!(
             Target::parse("ftp://x/"),
             Err(TargetError::Scheme(_))

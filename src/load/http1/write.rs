@@ -64,17 +64,26 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Head and body in one `writev` when they fit, as many as it takes otherwise.
+/// Head and body in one `writev` when they fit, as many as it takes otherwise. `sent` counts
+/// the bytes the socket took, also when the write fails half-way (`data_sent`).
 pub(super) async fn write_all(
     stream: &mut (impl AsyncWrite + Unpin),
     head: &[u8],
     body: &[Bytes],
+    sent: &mut u64,
 ) -> io::Result<()> {
     const MAX: usize = 8;
     if body.len() >= MAX {
-        stream.write_all(head).await?;
-        for b in body {
-            stream.write_all(b).await?;
+        for b in std::iter::once(head).chain(body.iter().map(|b| &b[..])) {
+            let mut rest = b;
+            while !rest.is_empty() {
+                let n = stream.write(rest).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                *sent += n as u64;
+                rest = &rest[n..];
+            }
         }
         return Ok(());
     }
@@ -89,6 +98,7 @@ pub(super) async fn write_all(
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        *sent += n as u64;
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
@@ -97,15 +107,22 @@ pub(super) async fn write_all(
 /// The head with `MSG_MORE` (it leaves with the first body segment), then the body from its
 /// pipe and, for what the socket did not take, with `sendfile`, each waiting for the socket to
 /// be writable when it is full.
-pub(super) async fn write_file(stream: &TcpStream, head: &[u8], f: &FileBody) -> io::Result<()> {
+pub(super) async fn write_file(
+    stream: &TcpStream,
+    head: &[u8],
+    f: &FileBody,
+    written: &mut u64,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
     let sock = stream.as_raw_fd();
     let mut sent = 0;
     while sent < head.len() {
-        sent += stream
+        let n = stream
             .async_io(Interest::WRITABLE, || sys::send_more(sock, &head[sent..]))
             .await?;
+        sent += n;
+        *written += n as u64;
     }
     let mut off: libc::off_t = 0;
     if let Some(p) = &f.pipe {
@@ -113,6 +130,7 @@ pub(super) async fn write_file(stream: &TcpStream, head: &[u8], f: &FileBody) ->
         off = stream
             .async_io(Interest::WRITABLE, || splice::send(sock, p))
             .await? as libc::off_t;
+        *written += off as u64;
     }
     while (off as usize) < f.len {
         let n = stream
@@ -124,6 +142,7 @@ pub(super) async fn write_file(stream: &TcpStream, head: &[u8], f: &FileBody) ->
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
+        *written += n as u64;
     }
     Ok(())
 }
