@@ -90,6 +90,9 @@ http {{
             default_type text/plain;
             return 200 "ok\n";
         }}
+        location /big.txt {{
+            root {d}/www;
+        }}
         location /api/ {{
             proxy_pass http://{upstream};
             proxy_http_version 1.1;
@@ -100,6 +103,13 @@ http {{
 "#
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    // 4 KiB that a capture would keep: over a 1 KiB `limits.max_capture_body`.
+    std::fs::create_dir_all(dir.path().join("www")).unwrap();
+    std::fs::write(
+        dir.path().join("www/big.txt"),
+        format!("token=abc{}\n", "x".repeat(4096)),
+    )
+    .unwrap();
     let child = Command::new("nginx")
         .args(["-p", &d, "-c", &format!("{d}/nginx.conf")])
         .stdout(Stdio::null())
@@ -224,5 +234,71 @@ async fn nginx_over_tls_answers_every_request_on_http1_and_h2() {
         served.get(&200),
         Some(&24),
         "every upload reached the upstream: {served:?}"
+    );
+}
+
+/// The capture cap holds over HTTP/2 as over HTTP/1.1: a 4 KiB body with a 1 KiB
+/// `limits.max_capture_body` fails its capture with `capture_too_large`; a small one passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_capture_cap_holds_over_http2() {
+    if !nginx_available() {
+        return;
+    }
+    let pki = Pki::new("nginx cap CA").unwrap();
+    let (upstream, _target) = target(loadspec::demo_target::DemoTargetConfig::free()).await;
+    let n = start_nginx(&pki, upstream).await;
+    let (dir, _) = dir_with_png();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    let cfg = format!(
+        r#"
+[target]
+base_url = "https://127.0.0.1:{port}"
+timeout = "10s"
+http_version = "2"
+[target.tls]
+ca_file = "ca.pem"
+[limits]
+max_capture_body = 1024
+{IDLE_NO_REPORTS}
+[[scenarios]]
+name = "cap"
+executor = "per-vu-iterations"
+vus = 2
+iterations = 3
+[[scenarios.requests]]
+name = "big"
+path = "/big.txt"
+captures = [{{ name = "t", regex = "token=([a-z]+)" }}]
+[[scenarios.requests]]
+name = "small"
+path = "/ping"
+captures = [{{ name = "o", regex = "(ok)" }}]
+"#,
+        port = n.port
+    );
+    let d = start_in(&cfg, dir, "0/1").await;
+    d.wait_runs(1, Duration::from_secs(60)).await;
+    let m = d.metrics().await;
+    d.stop().await;
+    let failures = |req: &str| {
+        sample(
+            &m,
+            "loadspec_http_request_failures_total",
+            &[
+                "reason=\"capture_too_large\"",
+                &format!("request=\"{req}\""),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(failures("big"), 6.0, "{m}");
+    assert_eq!(failures("small"), 0.0, "{m}");
+    let log = n.access_log();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("HTTP/2.0 200 GET /big.txt"))
+            .count(),
+        6,
+        "the big body was served over HTTP/2 every time: {log:?}"
     );
 }

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+
+use super::http1::Kept;
 use http::{HeaderName, HeaderValue, Method};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -67,6 +69,7 @@ impl H2Conns {
         slot: u64,
         req: &RawRequest<'_>,
         want: Want,
+        max_capture_body: u64,
         phases: &mut Phases,
     ) -> Result<Response, FailureReason> {
         let t = req.target;
@@ -99,15 +102,14 @@ impl H2Conns {
         };
         let waiting = sent_at.elapsed();
         let (parts, mut body) = resp.into_parts();
-        let mut kept = want.body.then(BytesMut::new);
+        // The same cap as HTTP/1.1: past `limits.max_capture_body` nothing more is kept.
+        let mut kept = Kept::new(want.body, max_capture_body);
         let mut len = 0u64;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| reason(transport, &e))?;
             if let Ok(data) = frame.into_data() {
                 len += data.len() as u64;
-                if let Some(k) = kept.as_mut() {
-                    k.extend_from_slice(&data);
-                }
+                kept.keep(&data);
             }
         }
         let received = head_len(&parts.headers) + len;
@@ -118,9 +120,8 @@ impl H2Conns {
             } else {
                 Default::default()
             },
-            body: kept.map(BytesMut::freeze),
-            // HTTP/2 bodies are not capped for captures yet (docs/reliability.md).
-            body_over_cap: false,
+            body_over_cap: kept.over,
+            body: kept.buf.map(BytesMut::freeze),
             received,
             timing: Timing {
                 connect: phases.connect,

@@ -259,7 +259,8 @@ impl Conns {
         self.phases = Phases::default();
         if self.transport.http_version() == HttpVersion::Http2 {
             let (t, slot) = (&*self.transport, self.slot);
-            let fut = self.h2.send(t, slot, &req, want, &mut self.phases);
+            let cap = limits.max_capture_body;
+            let fut = self.h2.send(t, slot, &req, want, cap, &mut self.phases);
             return tokio::time::timeout(timeout, fut)
                 .await
                 .unwrap_or(Err(FailureReason::Timeout));

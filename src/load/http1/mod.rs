@@ -17,6 +17,7 @@
 
 mod conn;
 mod read;
+pub(crate) use read::Kept;
 mod target;
 mod write;
 

@@ -20,14 +20,14 @@ const MAX_CHUNK_LINE: usize = 64 * 1024;
 
 /// The body kept for captures: up to `cap` bytes; past it the bytes are dropped and `over`
 /// is set, so a 200 MB response costs no more memory than the cap.
-pub(super) struct Kept {
-    pub(super) buf: Option<BytesMut>,
+pub(crate) struct Kept {
+    pub(crate) buf: Option<BytesMut>,
     cap: u64,
-    pub(super) over: bool,
+    pub(crate) over: bool,
 }
 
 impl Kept {
-    pub(super) fn new(want: bool, cap: u64) -> Self {
+    pub(crate) fn new(want: bool, cap: u64) -> Self {
         Self {
             buf: want.then(BytesMut::new),
             cap,
@@ -35,7 +35,7 @@ impl Kept {
         }
     }
 
-    fn keep(&mut self, bytes: &[u8]) {
+    pub(crate) fn keep(&mut self, bytes: &[u8]) {
         if let Some(b) = self.buf.as_mut() {
             if (b.len() + bytes.len()) as u64 > self.cap {
                 self.buf = None;
