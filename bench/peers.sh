@@ -5,7 +5,7 @@
 #
 # Knobs: PEER_USERS (50), PEER_ROUNDS (5), PEER_DURATION (10 s), PEER_MEM_USERS ("1000 5000").
 
-GOOSE_BIN="$ROOT/bench/peers/goose/target/release/goose-bench"
+GOOSE_BIN=${GOOSE_BIN:-$ROOT/bench/peers/goose/target/release/goose-bench}
 LOCUST_VENV=${LOCUST_VENV:-$ROOT/target/bench-locust-venv}
 
 ensure_frameworks() {
@@ -76,7 +76,6 @@ request_lengths() {
 
 peer_round() {
     local kind=$1 r=$2 users=$3 dur=$4 path=$5 plan=$6 o="$WORK/peer.$kind.$r" mark
-    kill -USR1 "$NGINX_PID" 2>/dev/null || true # reopen nothing; the log is appended
     mark=$(($(wc -l <"$PEER_LOG" 2>/dev/null || echo 0) + 1))
     measure loadspec "$o.ls" "$LS_BIN" run --config "$plan"
     record loadspec "$o.ls" requests_loadspec
