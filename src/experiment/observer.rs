@@ -242,7 +242,9 @@ pub async fn observe(
                 _ = done.cancelled() => break true,
                 _ = stop.drain.cancelled() => break true,
                 _ = tick.tick() => {
-                    if start.is_some() {
+                    // select! picks among ready branches at random: a tick that is ready at
+                    // the stage's end would sample the next stage's VUs.
+                    if start.is_some() && Instant::now() < stage_end {
                         vu_sum += ctx.metrics.vus.get() as f64;
                         vu_n += 1;
                     }
