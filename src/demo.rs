@@ -53,20 +53,15 @@ pub struct DemoArgs {
 
 pub fn main(a: DemoArgs) -> ExitCode {
     crate::logging::init(crate::logging::LogFormat::Text);
-    let rt = match crate::runtime::build(None, None) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    crate::runtime::run_command(async move {
+        match run(a).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match rt.block_on(run(a)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// Start `loadspec demo-target` as a child and read the address it prints.

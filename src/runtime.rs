@@ -1,7 +1,9 @@
 //! The tokio runtime builder every command shares (`run`, `demo`, `demo-target`), in a module of
 //! its own so the commands don't import each other to get it.
 
+use std::future::Future;
 use std::io;
+use std::process::ExitCode;
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -17,4 +19,16 @@ pub fn build(workers: Option<usize>, max_blocking_threads: Option<usize>) -> io:
         builder.max_blocking_threads(n);
     }
     builder.build()
+}
+
+/// Run a command's future on a default runtime: the shared start of `demo` and `analyze`.
+/// Exit 1 when no runtime can be built.
+pub fn run_command<F: Future<Output = ExitCode>>(fut: F) -> ExitCode {
+    match build(None, None) {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -70,24 +70,19 @@ pub enum AnalyzeError {
 
 pub fn main(a: AnalyzeArgs) -> ExitCode {
     crate::logging::init(crate::logging::LogFormat::Text);
-    let rt = match crate::runtime::build(None, None) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+    crate::runtime::run_command(async move {
+        match run(a).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e @ AnalyzeError::Input(_)) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
         }
-    };
-    match rt.block_on(run(a)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ AnalyzeError::Input(_)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn unix(t: SystemTime) -> f64 {
