@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use observability::{
     dashboards, free_port, http_get, panels, recorded_names, repo, require, start_demo_target,
-    ChildGuard, Prom,
+    start_prometheus, ChildGuard, Prom,
 };
 use serde_json::Value;
 
@@ -290,27 +290,8 @@ fn every_recording_rule_and_dashboard_query_has_finite_data_from_a_real_run() {
             .expect("spawn loadspec run"),
     );
 
-    let prom_config = tmp.path().join("prometheus.yml");
-    fs::write(&prom_config, prometheus_config(&loadspec_addr)).expect("write prometheus.yml");
-    let prom_port = free_port();
+    let (_prometheus, prom) = start_prometheus(&prometheus_config(&loadspec_addr), tmp.path());
     let prom_log = tmp.path().join("prometheus.log");
-    let _prometheus = ChildGuard(
-        Command::new(prometheus_bin)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(&prom_log).unwrap()))
-            .spawn()
-            .expect("spawn prometheus"),
-    );
-    let prom = Prom {
-        addr: format!("127.0.0.1:{prom_port}"),
-    };
-    prom.wait_ready(Duration::from_secs(30));
 
     // Every rules file loaded (a broken file would make Prometheus refuse to start at all).
     let groups = prom.get_data("/api/v1/rules").expect("/api/v1/rules");

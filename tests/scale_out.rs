@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use observability::{free_port, http_get, repo, require, run_ok, ChildGuard, Prom};
+use observability::{free_port, http_get, repo, require, run_ok, start_prometheus, ChildGuard};
 use serde_json::Value;
 use support_containers::{docker_available, ensure_image, Container};
 
@@ -260,29 +260,8 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
 
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let prom_config = tmp.path().join("prometheus.yml");
-    fs::write(&prom_config, prometheus_config(&targets)).unwrap();
-    let prom_port = free_port();
-    let _prometheus = ChildGuard(
-        Command::new(prometheus_bin)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                fs::File::create(tmp.path().join("prometheus.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("spawn prometheus"),
-    );
-    let prom_addr = format!("127.0.0.1:{prom_port}");
-    Prom {
-        addr: prom_addr.clone(),
-    }
-    .wait_ready(Duration::from_secs(30));
+    let (_prometheus, prom) = start_prometheus(&prometheus_config(&targets), tmp.path());
+    let prom_addr = prom.addr.clone();
     let plan_budget = Duration::from_secs(STAGE_SECS * VUS.len() as u64 + 60);
 
     // Sharded: three processes started 0.7 s apart; single: one process. All on one common

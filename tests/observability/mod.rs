@@ -226,3 +226,31 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Start Debian's Prometheus with `config` (YAML text), its data and log under `dir`, on a free
+/// loopback port, and wait until it is ready. The guard stops it.
+pub fn start_prometheus(config: &str, dir: &Path) -> (ChildGuard, Prom) {
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, config).expect("write prometheus.yml");
+    let port = free_port();
+    let guard = ChildGuard(
+        Command::new("/usr/bin/prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("prometheus.log")).expect("prometheus.log"),
+            ))
+            .spawn()
+            .expect("spawn prometheus"),
+    );
+    let prom = Prom {
+        addr: format!("127.0.0.1:{port}"),
+    };
+    prom.wait_ready(Duration::from_secs(30));
+    (guard, prom)
+}
