@@ -183,7 +183,8 @@ record() {
 }
 
 # table DURATION — medians per tool from $RESULTS, with ratios to the reference tool ($REF,
-# default wrk) computed per round (same interleaved round) and then the median taken.
+# default wrk) computed per round (same interleaved round), then the median and the range
+# (min–max over the rounds) shown, so no figure claims more than its spread allows.
 table() {
     python3 - "$RESULTS" "$1" "${REF:-wrk}" <<'EOF'
 import sys, statistics as st
@@ -195,17 +196,20 @@ for t, n, cpu, wall, load in rows:
     runs[t].append((int(n), float(cpu), float(wall), float(load)))
 def per(t):
     return [(n / dur, n / max(cpu, 1e-9), load) for n, cpu, wall, load in runs[t]]
-print(f"| tool | requests/s | requests per CPU-second | ratio to {ref} (req/CPU-s) | ratio to {ref} (req/s) | load avg |")
+print(f"| tool | requests/s | requests per CPU-second | ratio to {ref} (req/CPU-s), median (range) | ratio to {ref} (req/s), median (range) | load avg (range) |")
 print("|---|---:|---:|---:|---:|---:|")
 for t in tools:
     p = per(t)
-    rps = st.median(x[0] for x in p); eff = st.median(x[1] for x in p); load = st.median(x[2] for x in p)
+    rps = st.median(x[0] for x in p); eff = st.median(x[1] for x in p)
+    loads = [x[2] for x in p]
     if ref in runs:
         r = per(ref); k = min(len(r), len(p))
-        re = st.median(p[i][1] / r[i][1] for i in range(k)); rr = st.median(p[i][0] / r[i][0] for i in range(k))
-        ratios = f"{re:.2f}× | {rr:.2f}×"
+        def spread(j):
+            v = [p[i][j] / r[i][j] for i in range(k) if r[i][j] > 0]
+            return f"{st.median(v):.2f}× ({min(v):.2f}–{max(v):.2f})" if v else "–"
+        ratios = f"{spread(1)} | {spread(0)}"
     else:
         ratios = "– | –"
-    print(f"| {t} | {rps:,.0f} | {eff:,.0f} | {ratios} | {load:.2f} |")
+    print(f"| {t} | {rps:,.0f} | {eff:,.0f} | {ratios} | {st.median(loads):.2f} ({min(loads):.2f}–{max(loads):.2f}) |")
 EOF
 }
