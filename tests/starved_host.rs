@@ -352,6 +352,10 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
     blind_cfg.starved_host_idle = 0.0;
     let blind =
         loadspec::analysis::capacity::analyze(&outcome.stages, &a.sla, &a.prices, &blind_cfg);
+    eprintln!(
+        "CPU model: {cpu:?}\nwithout the detection: {:?}",
+        blind.knee
+    );
     assert_eq!(blind.knee.stage.as_deref(), Some("T3"), "{:?}", blind.knee);
     assert!(blind.points.iter().all(|p| p.excluded.is_none()));
 
