@@ -244,9 +244,9 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
     wait_stage(&d, HOGGED[0], stage * 4).await;
     let burning: Vec<TcpStream> = (0..host_cpus).map(|_| burn(hog_addr)).collect();
     wait_stage(&d, "T6", stage * 3).await;
-    let hog_started = Instant::now();
+    let kill_started = Instant::now();
     docker(&["kill", &hog.name]);
-    let kill_took = hog_started.elapsed();
+    let kill_took = kill_started.elapsed();
     drop(burning);
 
     let plan_len = stage * VUS.len() as u32;
