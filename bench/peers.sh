@@ -79,14 +79,14 @@ peer_round() {
     mark=$(($(wc -l <"$PEER_LOG" 2>/dev/null || echo 0) + 1))
     measure loadspec "$o.ls" "$LS_BIN" run --config "$plan"
     record loadspec "$o.ls" requests_loadspec
-    [[ $r == 1 ]] && sleep 0.5 && request_lengths loadspec "$mark" >>"$WORK/peer.$kind.lengths"
+    if [[ $r == 1 ]]; then sleep 0.5; request_lengths loadspec "$mark" >>"$WORK/peer.$kind.lengths"; fi
     mark=$(($(wc -l <"$PEER_LOG") + 1))
     BENCH_MODE=$kind BENCH_PATH=$path BENCH_BODY="$WORK/body.bin" \
         BENCH_CONTENT_TYPE="multipart/form-data; boundary=$BOUNDARY" \
         measure goose "$o.goose" "$GOOSE_BIN" --host "$PEER_HOST" -u "$users" -r "$users" \
         -t "${dur}s" --no-reset-metrics --quiet
     record goose "$o.goose" requests_goose
-    [[ $r == 1 ]] && sleep 0.5 && request_lengths goose "$mark" >>"$WORK/peer.$kind.lengths"
+    if [[ $r == 1 ]]; then sleep 0.5; request_lengths goose "$mark" >>"$WORK/peer.$kind.lengths"; fi
     mark=$(($(wc -l <"$PEER_LOG") + 1))
     BENCH_MODE=$kind BENCH_PATH=$path BENCH_BODY="$WORK/body.bin" \
         BENCH_CONTENT_TYPE="multipart/form-data; boundary=$BOUNDARY" \
@@ -94,7 +94,7 @@ peer_round() {
         --headless -u "$users" -r "$users" -t "${dur}s" --host "$PEER_HOST" --only-summary \
         --csv "$o.locust.csv"
     record locust "$o.locust" requests_locust
-    [[ $r == 1 ]] && sleep 0.5 && request_lengths locust "$mark" >>"$WORK/peer.$kind.lengths"
+    if [[ $r == 1 ]]; then sleep 0.5; request_lengths locust "$mark" >>"$WORK/peer.$kind.lengths"; fi
 }
 
 peers() {
