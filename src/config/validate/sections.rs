@@ -23,7 +23,9 @@ pub(super) fn validate(raw: &RawConfig, errs: &mut Errors) {
     let names: Vec<String> = raw.scenarios.iter().map(|s| s.name.clone()).collect();
     let docker = raw.containers.source == crate::containers::SourceKind::Docker;
     raw.experiment.validate("experiment", &names, docker, errs);
+    validate_server(raw, errs);
     validate_limits(raw, errs);
+    check_vu_ceiling(raw, errs);
     if raw.lifecycle.drain_timeout.is_zero() {
         errs.add("lifecycle.drain_timeout", "must be greater than 0s");
     }
@@ -45,7 +47,7 @@ pub(super) fn validate(raw: &RawConfig, errs: &mut Errors) {
     validate_buckets(&raw.metrics.buckets, errs);
 }
 
-fn validate_limits(raw: &RawConfig, errs: &mut Errors) {
+fn validate_server(raw: &RawConfig, errs: &mut Errors) {
     let srv = &raw.server;
     if !(1..=4096).contains(&srv.max_connections) {
         errs.add(
@@ -61,6 +63,10 @@ fn validate_limits(raw: &RawConfig, errs: &mut Errors) {
             errs.add(name, "must be greater than 0s");
         }
     }
+}
+
+/// The `[limits]` keys themselves.
+fn validate_limits(raw: &RawConfig, errs: &mut Errors) {
     let l = &raw.limits;
     if !(1..=MAX_VUS_CEILING).contains(&l.max_vus) {
         errs.add(
@@ -108,9 +114,12 @@ fn validate_limits(raw: &RawConfig, errs: &mut Errors) {
             ),
         );
     }
-    // Every field that asks for VUs, against the ceiling: each VU costs memory and a socket,
-    // and a typo of 4294967296 would otherwise allocate until the machine runs out.
-    let max = l.max_vus;
+}
+
+/// Every field that asks for VUs, against `limits.max_vus`: each VU costs memory and a socket,
+/// and a typo of 4294967296 would otherwise allocate until the machine runs out.
+fn check_vu_ceiling(raw: &RawConfig, errs: &mut Errors) {
+    let max = raw.limits.max_vus;
     let mut check = |path: String, v: f64| {
         if v > max as f64 {
             errs.add(
