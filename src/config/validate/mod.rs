@@ -9,11 +9,11 @@
 //! - [`scenario`]: one scenario (names, variables, setup policy) and its steps;
 //! - [`step`]: one request (method, URL, headers and auth, body, captures);
 //! - [`vars`]: which `${name}` a step may use;
-//! - [`load_files`]: the load phase, which reads the data files the scenarios name;
-//!   [`data`] parses and checks their rows;
+//! - [`load_files`]: the load phase, the only part that reads files: data files (which
+//!   [`data`] parses and checks), multipart files and the TLS PEM files;
 //! - [`redact`]: secrets, hidden from errors and from the printed config.
 //!
-//! Request bodies are built (multipart files read) by `load::body::build`, called per step.
+//! Request bodies are built by `load::body::build`, called per step with the files' contents.
 
 pub(crate) mod data;
 pub(crate) mod load_files;
@@ -61,14 +61,19 @@ fn validate_inner(raw: RawConfig, base_dir: &Path) -> Result<Settings, ConfigErr
     if raw.scenarios.is_empty() {
         errs.add("scenarios", "at least one scenario is required");
     }
-    let transport = Arc::new(target::transport(&raw, base_dir, &mut errs));
-    // Every file is read here, before any scenario is built and long before anything starts;
-    // a file's error is recorded with its scenario, in the place the scenario's checks reach it.
-    let mut data = load_files::data_files(&raw.scenarios, base_dir);
+    // Every file is read here, before the transport or any scenario is built and long before
+    // anything starts; a file's error is recorded where the checks of the part that uses it
+    // reach it (the TLS keys, its scenario, its step), so the errors keep the config's order.
+    let load_files::Loaded {
+        tls,
+        mut data,
+        bodies,
+    } = load_files::load(&raw, base_dir);
+    let transport = Arc::new(target::transport(&raw, &tls, &mut errs));
     let ctx = scenario::Ctx {
         target: &raw.target,
         base_url: base_url.as_deref(),
-        base_dir,
+        bodies: &bodies,
     };
     let mut names = HashMap::new();
     let mut scenarios = Vec::new();

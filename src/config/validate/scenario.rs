@@ -3,7 +3,6 @@
 //! combinations that are valid but probably not meant.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +18,8 @@ pub(super) struct Ctx<'a> {
     pub target: &'a TargetConfig,
     /// `target.base_url` without its trailing `/`.
     pub base_url: Option<&'a str>,
-    /// Where relative file paths resolve (the config file's directory).
-    pub base_dir: &'a Path,
+    /// The multipart files' contents, from the load phase.
+    pub bodies: &'a crate::load::body::FileContents,
 }
 
 /// The scenario at `path`, with `data` its data file from the load phase; None when it has

@@ -264,7 +264,7 @@ fn auth(
     out
 }
 
-/// The body (files read by `load::body::build`); a GET or HEAD may not have one.
+/// The body (its files' contents from the load phase); a GET or HEAD may not have one.
 fn body(
     r: &RequestConfig,
     rp: &str,
@@ -282,7 +282,7 @@ fn body(
                 let mut p = |s: &str, esc: Escape, field: String| {
                     template(s, esc, field, vars, &mut template_errs)
                 };
-                body::build(b, &format!("{rp}.body"), ctx.base_dir, &mut p, errs)
+                body::build(b, &format!("{rp}.body"), ctx.bodies, &mut p, errs)
             };
             errs.extend(template_errs);
             spec

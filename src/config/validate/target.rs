@@ -1,10 +1,12 @@
 //! `[target]` and every URL: the base URL, the scheme and host of a URL, credentials written
 //! into a URL, and the transport (TLS, HTTP version, HTTP/2 connections).
 
-use std::path::Path;
-
 use crate::config::raw::{RawConfig, TargetConfig};
 use crate::config::Errors;
+use crate::load::tls::TlsPems;
+
+/// Where the TLS keys sit, the prefix of their errors.
+pub(super) const TLS: &str = "target.tls";
 
 /// `target.base_url` checked and without its trailing `/`, so a step's `path` appends to it.
 pub(super) fn base_url(target: &TargetConfig, errs: &mut Errors) -> Option<String> {
@@ -47,11 +49,12 @@ pub(super) fn take_userinfo(u: &str) -> Option<(String, String)> {
     Some((stripped, value))
 }
 
-/// The client settings of `target`: TLS, HTTP version, HTTP/2 connections. The TLS client is
-/// built at once (so a bad key stops the start) when a TLS key is set or a URL is https.
+/// The client settings of `target`: TLS (from the PEM files' contents, read by the load
+/// phase), HTTP version, HTTP/2 connections. The TLS client is built at once (so a bad key
+/// stops the start) when a TLS key is set or a URL is https.
 pub(super) fn transport(
     raw: &RawConfig,
-    base_dir: &Path,
+    pems: &TlsPems,
     errs: &mut Errors,
 ) -> crate::load::net::Transport {
     let https = |u: &Option<String>| u.as_deref().is_some_and(|u| u.starts_with("https:"));
@@ -70,13 +73,14 @@ pub(super) fn transport(
         );
     }
     let t = &raw.target;
-    crate::load::net::Transport::new(&t.tls, "target.tls", base_dir, eager, t.http_version, n)
-        .unwrap_or_else(|es| {
+    crate::load::net::Transport::new(&t.tls, TLS, pems, eager, t.http_version, n).unwrap_or_else(
+        |es| {
             for e in es {
                 errs.add(e.field, e.reason);
             }
             Default::default()
-        })
+        },
+    )
 }
 
 /// Whether `u` is an absolute http(s) URL with a host; the error, under `path`, says which.
