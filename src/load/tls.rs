@@ -55,6 +55,17 @@ pub struct TlsSetupError {
     pub reason: String,
 }
 
+/// Why a TLS handshake gave no connection, in plain words (the `tls` failure's cause).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// Neither the `server_name` override nor the URL's host is a DNS name or an IP address.
+    #[error("{0:?} is not a name TLS can verify")]
+    NotAName(String),
+    /// The handshake itself failed; see [`describe`].
+    #[error("{}", describe(.error, .name))]
+    Failed { error: io::Error, name: String },
+}
+
 /// The ALPN protocol ids a connection offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alpn {
@@ -271,28 +282,29 @@ impl TlsClient {
         &self,
         host: &str,
         tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, String> {
+    ) -> Result<TlsStream<TcpStream>, HandshakeError> {
         let name = match &self.server_name {
             Some(n) => n.clone(),
             None => {
                 match ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']')) {
                     Ok(n) => n.to_owned(),
-                    Err(_) => {
-                        let cause = format!("{host:?} is not a name TLS can verify");
-                        self.note(&cause);
-                        return Err(cause);
-                    }
+                    Err(_) => return Err(self.noted(HandshakeError::NotAName(host.to_string()))),
                 }
             }
         };
         match self.connector.connect(name.clone(), tcp).await {
             Ok(s) => Ok(s),
-            Err(e) => {
-                let cause = describe(&e, &show_name(&name));
-                self.note(&cause);
-                Err(cause)
-            }
+            Err(error) => Err(self.noted(HandshakeError::Failed {
+                error,
+                name: show_name(&name),
+            })),
         }
+    }
+
+    /// `e`, its cause logged first (once per distinct cause).
+    fn noted(&self, e: HandshakeError) -> HandshakeError {
+        self.note(&e.to_string());
+        e
     }
 
     /// Log a failure cause the first time it is seen.

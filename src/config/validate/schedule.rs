@@ -277,25 +277,40 @@ mod tests {
     use super::super::test_support::raw;
     use super::*;
 
-    /// The schedule of the first scenario of `text`, or its errors.
-    fn sched(text: &str) -> Result<Schedule, Vec<String>> {
+    /// The schedule of the first scenario of `text` (None on errors) and its `path: reason`
+    /// error lines.
+    fn checked(text: &str) -> (Option<Schedule>, Vec<String>) {
         let raw = raw(text);
         let mut errs = Errors::new();
         let s = schedule(&raw.scenarios[0], "sc", &mut errs);
         match errs.finish(()) {
-            Ok(()) => Ok(s.expect("no errors, so a schedule")),
+            Ok(()) => (s, Vec::new()),
             Err(crate::config::ConfigError::Invalid(v)) => {
-                Err(v.iter().map(ToString::to_string).collect())
+                (s, v.iter().map(ToString::to_string).collect())
             }
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// The schedule of a valid `text`.
+    fn sched(text: &str) -> Schedule {
+        let (s, e) = checked(text);
+        assert_eq!(e, Vec::<String>::new());
+        s.expect("no errors, so a schedule")
+    }
+
+    /// The error lines of an invalid `text`.
+    fn errors(text: &str) -> Vec<String> {
+        let e = checked(text).1;
+        assert!(!e.is_empty(), "valid: {text}");
+        e
     }
 
     const HEAD: &str = "[[scenarios]]\nname = \"s\"\n";
 
     #[test]
     fn missing_and_unused_fields_are_named() {
-        let e = sched(&format!("{HEAD}executor = \"constant-vus\"\nrate = 3.0\n")).unwrap_err();
+        let e = errors(&format!("{HEAD}executor = \"constant-vus\"\nrate = 3.0\n"));
         assert_eq!(
             e,
             vec![
@@ -310,8 +325,7 @@ mod tests {
     fn ramping_stages_chain_and_check_their_targets() {
         let s = sched(&format!(
             "{HEAD}executor = \"ramping-vus\"\nstart_vus = 2\n[[scenarios.stages]]\nduration = \"1s\"\ntarget = 5\n[[scenarios.stages]]\nduration = \"2s\"\ntarget = 1\n"
-        ))
-        .unwrap();
+        ));
         let Schedule::Vus { stages, .. } = s else {
             panic!("{s:?}")
         };
@@ -319,10 +333,9 @@ mod tests {
             stages.iter().map(|s| (s.from, s.to)).collect::<Vec<_>>(),
             vec![(2, 5), (5, 1)]
         );
-        let e = sched(&format!(
+        let e = errors(&format!(
             "{HEAD}executor = \"ramping-vus\"\n[[scenarios.stages]]\nduration = \"0s\"\ntarget = 1.5\n"
-        ))
-        .unwrap_err();
+        ));
         assert_eq!(
             e,
             vec![
@@ -336,8 +349,7 @@ mod tests {
     fn arrival_rates_are_per_second_and_max_vus_is_at_least_pre_allocated() {
         let s = sched(&format!(
             "{HEAD}executor = \"constant-arrival-rate\"\nrate = 30.0\ntime_unit = \"1m\"\nduration = \"1s\"\npre_allocated_vus = 2\n"
-        ))
-        .unwrap();
+        ));
         let Schedule::Arrival {
             stages, max_vus, ..
         } = s
@@ -345,10 +357,9 @@ mod tests {
             panic!("{s:?}")
         };
         assert_eq!((stages[0].from, max_vus), (0.5, 2));
-        let e = sched(&format!(
+        let e = errors(&format!(
             "{HEAD}executor = \"ramping-arrival-rate\"\npre_allocated_vus = 3\nmax_vus = 2\n"
-        ))
-        .unwrap_err();
+        ));
         assert_eq!(
             e,
             vec![
@@ -360,10 +371,9 @@ mod tests {
 
     #[test]
     fn per_vu_iterations_needs_counts_of_at_least_one() {
-        let e = sched(&format!(
+        let e = errors(&format!(
             "{HEAD}executor = \"per-vu-iterations\"\nvus = 0\niterations = 0\n"
-        ))
-        .unwrap_err();
+        ));
         assert_eq!(
             e,
             vec![

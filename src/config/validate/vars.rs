@@ -59,8 +59,8 @@ impl Vars {
     }
 
     /// Parse the template `s` against the names visible now.
-    pub fn parse(&self, s: &str, escape: Escape) -> Result<Template, TemplateError> {
-        Template::parse(s, escape, |n| self.resolve(n).map_err(|e| e.to_string()))
+    pub fn parse(&self, s: &str, escape: Escape) -> Result<Template, TemplateError<VarError>> {
+        Template::parse(s, escape, |n| self.resolve(n))
     }
 
     /// Make `name` visible from here on; its index (the same one if it was defined before).

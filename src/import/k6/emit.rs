@@ -181,7 +181,7 @@ fn needed_env(scenarios: &[ScenarioConfig], out_dir: &Path) -> Vec<String> {
                 if !known.contains(n) {
                     names.insert(n.to_string());
                 }
-                Ok(Resolved::Var(0))
+                Ok::<_, std::convert::Infallible>(Resolved::Var(0))
             });
         }
     }
