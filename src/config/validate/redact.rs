@@ -65,6 +65,9 @@ pub fn secrets(raw: &RawConfig) -> Vec<String> {
         }
         out.push(s);
     }
+    // A blank value hides nothing and would turn every space of every message into
+    // `<redacted>` (validate refuses a blank token anyway, with a readable reason).
+    out.retain(|s| !s.trim().is_empty());
     out.sort();
     out.dedup();
     out
@@ -121,6 +124,25 @@ mod tests {
             assert!(s.iter().any(|x| x == want), "{want} missing from {s:?}");
         }
         assert!(!s.iter().any(|x| x == "text/plain"), "{s:?}");
+    }
+
+    #[test]
+    fn blank_values_are_not_secrets_and_a_blank_token_is_refused_readably() {
+        let step_token = SCENARIO.to_string() + "bearer_token = \"\\t \"\n";
+        let text = format!(
+            "[target]\nbearer_token = \" \"\nheaders = {{ cookie = \"   \" }}\n{step_token}"
+        );
+        assert_eq!(secrets(&raw(&text)), Vec::<String>::new());
+        let why = "is empty after substitution; set the token (or its environment variable) or remove bearer_token";
+        assert_eq!(
+            super::super::test_support::errors_of(&text),
+            [format!("scenarios[0].requests[0].bearer_token: {why}")]
+        );
+        let text = format!("[target]\nbearer_token = \" \"\n{SCENARIO}");
+        assert_eq!(
+            super::super::test_support::errors_of(&text),
+            [format!("target.bearer_token: {why}")]
+        );
     }
 
     #[test]
