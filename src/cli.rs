@@ -191,30 +191,47 @@ struct ScaleOut {
     run_id: Option<String>,
 }
 
+/// Why the scale-out flags or variables are unusable; each names its flag or variable.
+#[derive(Debug, thiserror::Error)]
+enum ScaleOutError {
+    #[error("JOB_COMPLETION_INDEX={index:?} with LOADSPEC_SHARDS={count:?}: {source}")]
+    IndexedJob {
+        index: String,
+        count: String,
+        source: crate::load::plan::ShardError,
+    },
+    #[error("LOADSPEC_SHARDS={0:?} is set but JOB_COMPLETION_INDEX is not (run as a Kubernetes Indexed Job, or pass --shard I/N)")]
+    NoJobIndex(String),
+    #[error("--start-at (LOADSPEC_START_AT): {0}")]
+    StartAt(#[source] crate::config::start::StartAtError),
+    #[error("--run-id (LOADSPEC_RUN_ID): {0}")]
+    RunId(#[source] crate::config::start::RunIdError),
+}
+
 impl ScaleOut {
     /// `--shard`/LOADSPEC_SHARD first; else JOB_COMPLETION_INDEX with LOADSPEC_SHARDS. Errors
     /// name the flag or variable.
-    fn resolve(a: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    fn resolve(a: &RunArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ScaleOutError> {
         let shard = match (a.shard, env("JOB_COMPLETION_INDEX"), env("LOADSPEC_SHARDS")) {
             (Some(s), _, _) => s,
             (None, Some(i), Some(n)) => format!("{}/{}", i.trim(), n.trim())
                 .parse::<Shard>()
-                .map_err(|e| format!("JOB_COMPLETION_INDEX={i:?} with LOADSPEC_SHARDS={n:?}: {e}"))?,
-            (None, None, Some(n)) => {
-                return Err(format!(
-                    "LOADSPEC_SHARDS={n:?} is set but JOB_COMPLETION_INDEX is not (run as a Kubernetes Indexed Job, or pass --shard I/N)"
-                ))
-            }
+                .map_err(|source| ScaleOutError::IndexedJob {
+                    index: i,
+                    count: n,
+                    source,
+                })?,
+            (None, None, Some(n)) => return Err(ScaleOutError::NoJobIndex(n)),
             (None, _, None) => Shard::default(),
         };
         let start_at = match a.start_at.as_deref() {
-            Some(raw) => crate::config::start::StartAt::parse(raw)
-                .map_err(|e| format!("--start-at (LOADSPEC_START_AT): {e}"))?,
+            Some(raw) => {
+                crate::config::start::StartAt::parse(raw).map_err(ScaleOutError::StartAt)?
+            }
             None => None,
         };
         if let Some(id) = &a.run_id {
-            crate::config::start::check_run_id(id)
-                .map_err(|e| format!("--run-id (LOADSPEC_RUN_ID): {e}"))?;
+            crate::config::start::check_run_id(id).map_err(ScaleOutError::RunId)?;
         }
         Ok(Self {
             shard,
@@ -375,12 +392,18 @@ mod tests {
     #[test]
     fn bad_scale_out_input_names_its_source() {
         let e = env(&[("JOB_COMPLETION_INDEX", "3"), ("LOADSPEC_SHARDS", "3")]);
-        let err = ScaleOut::resolve(&args(None, None), &e).unwrap_err();
+        let err = ScaleOut::resolve(&args(None, None), &e)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("JOB_COMPLETION_INDEX"), "{err}");
         let e = env(&[("LOADSPEC_SHARDS", "3")]);
-        let err = ScaleOut::resolve(&args(None, None), &e).unwrap_err();
+        let err = ScaleOut::resolve(&args(None, None), &e)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("JOB_COMPLETION_INDEX is not"), "{err}");
-        let err = ScaleOut::resolve(&args(None, Some("soon")), &env(&[])).unwrap_err();
+        let err = ScaleOut::resolve(&args(None, Some("soon")), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("--start-at"), "{err}");
         // The manifests' placeholder means "no common start".
         let ok = ScaleOut::resolve(&args(None, Some("0\n")), &env(&[])).unwrap();

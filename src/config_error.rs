@@ -41,10 +41,19 @@ impl ConfigError {
     pub fn redact(self, secrets: &[String]) -> Self {
         let hide = |s: String| redact_text(s, secrets);
         match self {
-            ConfigError::Read { path, source } => ConfigError::Read {
-                path: hide(path),
-                source: std::io::Error::new(source.kind(), hide(source.to_string())),
-            },
+            ConfigError::Read { path, source } => {
+                // Keep the original error (its OS code too) unless its text holds a secret.
+                let text = source.to_string();
+                let hidden = hide(text.clone());
+                ConfigError::Read {
+                    path: hide(path),
+                    source: if hidden == text {
+                        source
+                    } else {
+                        std::io::Error::new(source.kind(), hidden)
+                    },
+                }
+            }
             ConfigError::Parse(s) => ConfigError::Parse(hide(s)),
             ConfigError::Invalid(v) => ConfigError::Invalid(
                 v.into_iter()
@@ -127,5 +136,51 @@ impl Errors {
         if value < min {
             self.add(path, format!("must be at least {min}, got {value}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_errors_keep_their_io_error_and_lose_only_secrets() {
+        let e = ConfigError::Read {
+            path: "/etc/x".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        }
+        .redact(&["sekrit".to_string()]);
+        let source = std::error::Error::source(&e).expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.raw_os_error(), Some(2));
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        let e = ConfigError::Read {
+            path: "/srv/sekrit/x".into(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no sekrit"),
+        }
+        .redact(&["sekrit".to_string()]);
+        assert_eq!(
+            e.to_string(),
+            "cannot read config file /srv/<redacted>/x: no <redacted>"
+        );
+        let ConfigError::Read { source, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn errors_collect_with_their_paths() {
+        let mut errs = Errors::new();
+        errs.check_min("a.n", 0, 1);
+        errs.check_range("a.f", f64::NAN, 0.0, 1.0);
+        errs.check_range("a.g", 0.5, 0.0, 1.0);
+        assert_eq!(errs.len(), 2);
+        assert_eq!(
+            errs.finish(()).unwrap_err().to_string(),
+            "invalid config:\n  a.n: must be at least 1, got 0\n  a.f: must be between 0 and 1, got NaN"
+        );
     }
 }

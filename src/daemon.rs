@@ -93,7 +93,11 @@ async fn reload(path: &Option<PathBuf>, metrics: &LoadMetrics, shard: Shard) -> 
         })
         .map_err(|e| e.to_string())
         .and_then(|s| {
-            s.raw.experiment.mode.check_shard(shard)?;
+            s.raw
+                .experiment
+                .mode
+                .check_shard(shard)
+                .map_err(|e| e.to_string())?;
             Ok(s)
         });
     match loaded {
@@ -125,12 +129,7 @@ pub async fn run(
     opts: DaemonOptions,
     mut signals: UnboundedReceiver<SignalEvent>,
 ) -> anyhow::Result<Finished> {
-    settings
-        .raw
-        .experiment
-        .mode
-        .check_shard(opts.shard)
-        .map_err(anyhow::Error::msg)?;
+    settings.raw.experiment.mode.check_shard(opts.shard)?;
     let metrics = Arc::new(LoadMetrics::new(&settings.raw.latency_buckets()));
     configure(&metrics, &settings);
     metrics.config_reload_ok.set(1);

@@ -1,5 +1,5 @@
-//! Reading the files a config names (the config itself, data files, body and multipart files):
-//! regular files only, each kind with a size limit, checked before a byte is read.
+//! Reading the files a config names (the config itself, data files, multipart files, TLS PEM
+//! files): regular files only, each kind with a size limit, checked before a byte is read.
 //!
 //! Why: `std::fs::read("/dev/zero")` grows memory at the speed of the kernel's zero page, and
 //! opening a FIFO for reading blocks until a writer appears, so a config pointing at either
@@ -7,7 +7,7 @@
 //! file's length is known, so both are refused with the reason before any `open`.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The config file: TOML a person writes.
 pub const CONFIG_LIMIT: u64 = 1024 * 1024;
@@ -16,44 +16,68 @@ pub const DATA_LIMIT: u64 = 64 * 1024 * 1024;
 /// One body or multipart file, kept in memory (and sent from there) for the whole run.
 pub const BODY_LIMIT: u64 = 512 * 1024 * 1024;
 
+/// Why a file a config names was not read; each message names the path and never echoes the
+/// content. Callers that word a reason their own way (the TLS keys) match on the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// `metadata`, `open` or `read` failed.
+    #[error("cannot read file {}: {cause}", .path.display())]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("{} is not a regular file (it is {kind}); give a regular file", .path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{} is {len} bytes, more than the limit of {limit} bytes", .path.display())]
+    TooLarge { path: PathBuf, len: u64, limit: u64 },
+    #[error("{} grew past the limit of {limit} bytes while it was read", .path.display())]
+    Grew { path: PathBuf, limit: u64 },
+}
+
+impl From<FileError> for io::Error {
+    fn from(e: FileError) -> Self {
+        let kind = match &e {
+            FileError::Io { cause, .. } => cause.kind(),
+            FileError::NotRegular { .. } => io::ErrorKind::InvalidInput,
+            FileError::TooLarge { .. } | FileError::Grew { .. } => io::ErrorKind::FileTooLarge,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
 /// Read `path` if it is a regular file of at most `limit` bytes; the error says why not (with
 /// the path) and never echoes the content.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let shown = path.display();
-    let err = |kind: io::ErrorKind, msg: String| io::Error::new(kind, msg);
-    let meta = std::fs::metadata(path)
-        .map_err(|e| err(e.kind(), format!("cannot read file {shown}: {e}")))?;
+    Ok(read_checked(path, limit)?)
+}
+
+/// [`read_regular`] with the reason typed.
+pub fn read_checked(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    let io = |cause: io::Error| FileError::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
     let ft = meta.file_type();
     if !ft.is_file() {
-        return Err(err(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{shown} is not a regular file (it is {}); give a regular file",
-                kind(&ft)
-            ),
-        ));
+        return Err(FileError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind(&ft),
+        });
     }
     if meta.len() > limit {
-        return Err(err(
-            io::ErrorKind::FileTooLarge,
-            format!(
-                "{shown} is {} bytes, more than the limit of {limit} bytes",
-                meta.len()
-            ),
-        ));
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            limit,
+        });
     }
-    let file = std::fs::File::open(path)
-        .map_err(|e| err(e.kind(), format!("cannot read file {shown}: {e}")))?;
+    let file = std::fs::File::open(path).map_err(io)?;
     // The file may grow between the check and the read: never take more than the limit.
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| err(e.kind(), format!("cannot read file {shown}: {e}")))?;
+    file.take(limit + 1).read_to_end(&mut buf).map_err(io)?;
     if buf.len() as u64 > limit {
-        return Err(err(
-            io::ErrorKind::FileTooLarge,
-            format!("{shown} grew past the limit of {limit} bytes while it was read"),
-        ));
+        return Err(FileError::Grew {
+            path: path.to_path_buf(),
+            limit,
+        });
     }
     Ok(buf)
 }

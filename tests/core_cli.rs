@@ -53,6 +53,9 @@ path = "/x"
         ("empty token", g.replace("[target]", "[target]\nbearer_token = \"\""), "target.bearer_token: is empty after substitution"),
         ("blank request token", g.replace("path = \"/x\"", "path = \"/x\"\nbearer_token = \"  \""), "scenarios[0].requests[0].bearer_token: is empty after substitution"),
         ("empty token variable", g.replace("[target]", "[target]\nbearer_token = \"${LOADSPEC_TEST_EMPTY_TOKEN}\""), "target.bearer_token: is empty after substitution"),
+        // A blank token is no secret: the message keeps its spaces instead of `<redacted>`s.
+        ("one-space token", g.replace("[target]", "[target]\nbearer_token = \" \""), "target.bearer_token: is empty after substitution; set the token"),
+        ("blank token variable", g.replace("[target]", "[target]\nbearer_token = \"${LOADSPEC_TEST_BLANK_TOKEN}\""), "target.bearer_token: is empty after substitution; set the token"),
         ("missing file", g.replace("path = \"/x\"", "path = \"/x\"\nmethod = \"POST\"\nbody = { type = \"multipart\", files = [{ name = \"f\", path = \"nope.png\" }] }"), "scenarios[0].requests[0].body.files[0].path: cannot read file"),
         ("bad method", g.replace("path = \"/x\"", "path = \"/x\"\nmethod = \"GE T\""), "scenarios[0].requests[0].method"),
         ("duplicate scenario", format!("{g}\n[[scenarios]]\nname = \"s\"\nexecutor = \"constant-vus\"\nvus = 1\nduration = \"1s\"\n[[scenarios.requests]]\nname = \"q\"\npath = \"/y\"\n"), "scenarios[1].name"),
@@ -77,6 +80,7 @@ fn invalid_configs_exit_2_and_name_the_field() {
                 .arg(&cfg)
                 .env("LOADSPEC_REPORTS_PROBE", "1")
                 .env("LOADSPEC_TEST_EMPTY_TOKEN", "")
+                .env("LOADSPEC_TEST_BLANK_TOKEN", "    ")
                 .current_dir(dir.path())
                 .output()
                 .unwrap();

@@ -70,6 +70,12 @@ fn bad_configs(dir: &Path) -> Vec<(&'static str, String, &'static str, &'static 
             ),
         )
     };
+    let ca_file = |file: &str| {
+        g.replace(
+            "[target]",
+            &format!("[target.tls]\nca_file = \"{file}\"\n[target]"),
+        )
+    };
     vec![
         (
             "a 500000000000-year stage",
@@ -160,6 +166,18 @@ fn bad_configs(dir: &Path) -> Vec<(&'static str, String, &'static str, &'static 
             multipart(fifo.to_str().unwrap()),
             "scenarios[0].requests[0].body.files[0].path",
             "FIFO",
+        ),
+        (
+            "a ca_file that is a FIFO",
+            ca_file(fifo.to_str().unwrap()),
+            "target.tls.ca_file",
+            "is not a regular file (it is a FIFO)",
+        ),
+        (
+            "a ca_file at /dev/zero",
+            ca_file("/dev/zero"),
+            "target.tls.ca_file",
+            "is not a regular file (it is a character device)",
         ),
         (
             "an integer of 2^63",

@@ -19,6 +19,15 @@ use crate::config::Settings;
 use crate::experiment::Outcome;
 use crate::report::RunInfo;
 
+/// Why an output option cannot be written; names the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputsError {
+    #[error("{opt}: {} is not a file name", .path.display())]
+    NotAFile { opt: &'static str, path: PathBuf },
+    #[error("{opt}: directory {} does not exist", .dir.display())]
+    NoDirectory { opt: &'static str, dir: PathBuf },
+}
+
 /// Where the CI files go and what is printed; set from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
@@ -33,21 +42,27 @@ pub struct Outputs {
 impl Outputs {
     /// Check before anything starts that each file's directory exists, so a typo fails as a
     /// usage error (exit 2) instead of after a long run. Names the option and the reason.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), OutputsError> {
         for (opt, p) in [
             ("--summary-export", &self.summary_export),
             ("--junit", &self.junit),
         ] {
             let Some(p) = p else { continue };
             if p.as_os_str().is_empty() || p.is_dir() {
-                return Err(format!("{opt}: {} is not a file name", p.display()));
+                return Err(OutputsError::NotAFile {
+                    opt,
+                    path: p.clone(),
+                });
             }
             let dir = match p.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
                 _ => Path::new("."),
             };
             if !dir.is_dir() {
-                return Err(format!("{opt}: directory {} does not exist", dir.display()));
+                return Err(OutputsError::NoDirectory {
+                    opt,
+                    dir: dir.to_path_buf(),
+                });
             }
         }
         Ok(())

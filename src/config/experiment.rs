@@ -30,17 +30,27 @@ impl Mode {
 
     /// Sweep and search set container limits and judge the SLA on the whole load, so they
     /// cannot run as one shard of several (`--shard I/N` with N > 1).
-    pub fn check_shard(self, shard: crate::load::plan::Shard) -> Result<(), String> {
+    pub fn check_shard(self, shard: crate::load::plan::Shard) -> Result<(), ModeError> {
         if shard.count > 1 && self != Mode::Plan {
-            return Err(format!(
-                "experiment.mode = \"{}\" cannot run with --shard {}/{}: it sets the container limits and judges the SLA on the whole load, so it runs in one process; run it unsharded, or run the plan sharded (mode = \"plan\") and `loadspec analyze` it",
-                self.as_str(),
-                shard.index,
-                shard.count
-            ));
+            return Err(ModeError::Sharded {
+                mode: self.as_str(),
+                index: shard.index,
+                count: shard.count,
+            });
         }
         Ok(())
     }
+}
+
+/// Why an experiment mode cannot run as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModeError {
+    #[error("experiment.mode = \"{mode}\" cannot run with --shard {index}/{count}: it sets the container limits and judges the SLA on the whole load, so it runs in one process; run it unsharded, or run the plan sharded (mode = \"plan\") and `loadspec analyze` it")]
+    Sharded {
+        mode: &'static str,
+        index: u64,
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

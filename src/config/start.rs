@@ -24,6 +24,8 @@ pub enum StartAtError {
     Syntax(String),
     #[error("{0:?} is out of range")]
     Range(String),
+    #[error("0 means no start; leave the key out instead")]
+    Zero,
 }
 
 impl StartAt {
@@ -69,13 +71,9 @@ pub enum Offset {
 }
 
 impl TryFrom<String> for StartAt {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        match StartAt::parse(&s) {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => Err("0 means no start; leave the key out instead".into()),
-            Err(e) => Err(e.to_string()),
-        }
+    type Error = StartAtError;
+    fn try_from(s: String) -> Result<Self, StartAtError> {
+        StartAt::parse(&s)?.ok_or(StartAtError::Zero)
     }
 }
 
@@ -86,8 +84,8 @@ impl From<StartAt> for String {
 }
 
 impl std::str::FromStr for StartAt {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = StartAtError;
+    fn from_str(s: &str) -> Result<Self, StartAtError> {
         StartAt::try_from(s.to_string())
     }
 }
@@ -103,14 +101,19 @@ pub fn run_id(configured: Option<&str>, start: Option<StartAt>, mode: &str, runs
 }
 
 /// A run id is a label value and part of a folder name: 1–64 of `[A-Za-z0-9._-]`.
-pub fn check_run_id(id: &str) -> Result<(), String> {
+pub fn check_run_id(id: &str) -> Result<(), RunIdError> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     if id.is_empty() || id.len() > 64 || !id.chars().all(ok) || id.starts_with('.') {
-        return Err(format!(
-            "must be 1 to 64 characters of A-Z a-z 0-9 . _ - (not starting with .), got {id:?}"
-        ));
+        return Err(RunIdError::Invalid(id.to_string()));
     }
     Ok(())
+}
+
+/// Why a run id is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunIdError {
+    #[error("must be 1 to 64 characters of A-Z a-z 0-9 . _ - (not starting with .), got {0:?}")]
+    Invalid(String),
 }
 
 #[cfg(test)]

@@ -186,31 +186,50 @@ impl StatusMix {
     }
 }
 
+/// Why a `--status-mix` value is refused; quotes the offending item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusMixError {
+    #[error("`{0}` is not STATUS:COUNT")]
+    Form(String),
+    #[error("status `{code}` in `{item}` must be 200..=599")]
+    Status { code: String, item: String },
+    #[error("count `{count}` in `{item}` must be 1..=1000000")]
+    Count { count: String, item: String },
+    #[error("empty; expected STATUS:COUNT pairs such as 200:7,400:2,500:1")]
+    Empty,
+}
+
 impl FromStr for StatusMix {
-    type Err = String;
+    type Err = StatusMixError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = Vec::new();
         for item in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (code, count) = item
                 .split_once(':')
-                .ok_or_else(|| format!("`{item}` is not STATUS:COUNT"))?;
+                .ok_or_else(|| StatusMixError::Form(item.to_string()))?;
             let code: u16 = code
                 .trim()
                 .parse()
                 .ok()
                 .filter(|c| (200..=599).contains(c))
-                .ok_or_else(|| format!("status `{code}` in `{item}` must be 200..=599"))?;
+                .ok_or_else(|| StatusMixError::Status {
+                    code: code.to_string(),
+                    item: item.to_string(),
+                })?;
             let count: u32 = count
                 .trim()
                 .parse()
                 .ok()
                 .filter(|c| (1..=1_000_000).contains(c))
-                .ok_or_else(|| format!("count `{count}` in `{item}` must be 1..=1000000"))?;
+                .ok_or_else(|| StatusMixError::Count {
+                    count: count.to_string(),
+                    item: item.to_string(),
+                })?;
             parts.push((code, count));
         }
         if parts.is_empty() {
-            return Err("empty; expected STATUS:COUNT pairs such as 200:7,400:2,500:1".into());
+            return Err(StatusMixError::Empty);
         }
         let cycle = parts.iter().map(|&(_, n)| u64::from(n)).sum();
         Ok(StatusMix { parts, cycle })

@@ -80,6 +80,18 @@ pub fn no_answer(
 }
 
 /// What one search needs across its trials.
+/// Why a trial gave no stage summary (the search cannot go on).
+#[derive(Debug, thiserror::Error)]
+enum TrialError {
+    #[error("trial at {cpus} cpus not run: {source}")]
+    NotRun {
+        cpus: f64,
+        source: super::apply_spec::ApplySpecError,
+    },
+    #[error("trial at {cpus} cpus measured nothing")]
+    NothingMeasured { cpus: f64 },
+}
+
 struct Trials<'a> {
     settings: &'a Settings,
     rt: &'a Runtime,
@@ -98,10 +110,10 @@ impl Trials<'_> {
         cpus: f64,
         name: String,
         out: &mut Outcome,
-    ) -> Result<StageSummary, String> {
+    ) -> Result<StageSummary, TrialError> {
         super::apply_spec::set_all(applied, Some(cpus), self.cfg.memory)
             .await
-            .map_err(|e| format!("trial at {cpus} cpus not run: {e}"))?;
+            .map_err(|source| TrialError::NotRun { cpus, source })?;
         tracing::info!(cpus, vus = self.cfg.vus, "search trial");
         let s = single_stage(
             self.settings,
@@ -123,7 +135,7 @@ impl Trials<'_> {
             .stages
             .into_iter()
             .next()
-            .ok_or_else(|| format!("trial at {cpus} cpus measured nothing"))?;
+            .ok_or(TrialError::NothingMeasured { cpus })?;
         st.stage_index = self.n;
         self.n += 1;
         Ok(st)
@@ -224,7 +236,7 @@ pub async fn run(settings: &Settings, rt: &Runtime, cfg: &SearchConfig, stop: St
                 break;
             }
             Err(e) => {
-                abort(&mut out, e);
+                abort(&mut out, e.to_string());
                 break;
             }
         };

@@ -1,10 +1,13 @@
-//! Request bodies. Files are read once at start and a body without variables is encoded once
+//! Request bodies. Multipart files are read once, by the config's load phase, before any body
+//! is built ([`FileContents`]); a body without variables is encoded once
 //! into a single `Bytes` that every request shares (a reference-count bump, no copy of the
 //! image). A body with `${var}`s keeps its constant pieces, the file parts included, as shared
 //! `Bytes` and renders only the variable text per request.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -143,6 +146,11 @@ impl BodySpec {
     }
 }
 
+/// The multipart files' contents, by `path` as the config writes it, read before any body is
+/// built (by the config's load phase, so no file is read while scenarios are built). A file
+/// named by several steps is held once; its error is reported at every step that names it.
+pub type FileContents = HashMap<PathBuf, Result<Bytes, Arc<io::Error>>>;
+
 /// Parses one template of a body field; reports errors itself and returns None on error.
 pub type FieldParser<'a> = dyn FnMut(&str, Escape, String) -> Option<Template> + 'a;
 
@@ -163,12 +171,12 @@ fn json_leaves_parse(v: &serde_json::Value, path: &str, parse: &mut FieldParser<
     }
 }
 
-/// Build a body from its config. `path` is the config path of the body (for errors),
-/// `base_dir` resolves relative file paths (the config file's directory).
+/// Build a body from its config. `path` is the config path of the body (for errors), `files`
+/// holds the multipart files' contents.
 pub fn build(
     cfg: &BodyConfig,
     path: &str,
-    base_dir: &Path,
+    files: &FileContents,
     parse: &mut FieldParser<'_>,
     errs: &mut crate::config_error::Errors,
 ) -> Option<BodySpec> {
@@ -223,7 +231,10 @@ pub fn build(
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
             ))
         }
-        BodyConfig::Multipart { fields, files } => {
+        BodyConfig::Multipart {
+            fields,
+            files: file_parts,
+        } => {
             // Each part's headers and content first; the boundary is chosen once the
             // contents are known.
             let mut parts: Vec<(String, Chunk)> = Vec::new();
@@ -249,7 +260,7 @@ pub fn build(
                     None => ok = false,
                 }
             }
-            for (i, f) in files.iter().enumerate() {
+            for (i, f) in file_parts.iter().enumerate() {
                 let p = format!("{path}.files[{i}]");
                 if !valid_part_name(&f.name) {
                     errs.add(
@@ -262,15 +273,19 @@ pub fn build(
                     ok = false;
                     continue;
                 }
-                let file = if f.path.is_absolute() {
-                    f.path.clone()
-                } else {
-                    base_dir.join(&f.path)
-                };
-                let data = match crate::files::read_regular(&file, crate::files::BODY_LIMIT) {
-                    Ok(d) => Bytes::from(d),
-                    Err(e) => {
+                let data = match files.get(&f.path) {
+                    Some(Ok(d)) => d.clone(),
+                    Some(Err(e)) => {
                         errs.add(format!("{p}.path"), e);
+                        ok = false;
+                        continue;
+                    }
+                    None => {
+                        // Only a caller that skipped the load phase gets here.
+                        errs.add(
+                            format!("{p}.path"),
+                            "was not read before the body was built",
+                        );
                         ok = false;
                         continue;
                     }

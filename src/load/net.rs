@@ -3,7 +3,6 @@
 //! client needs; it is built once and shared by every VU.
 
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -13,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::tls::{Alpn, TlsClient, TlsConfig, TlsSetupError};
+use super::tls::{Alpn, TlsClient, TlsConfig, TlsPems, TlsSetupError};
 use super::FailureReason;
 
 /// A connection to the target, plain or TLS.
@@ -110,7 +109,6 @@ pub const MAX_HTTP2_CONNECTIONS: u32 = 1024;
 /// the VUs share.
 pub struct Transport {
     tls_cfg: TlsConfig,
-    base_dir: std::path::PathBuf,
     tls: OnceLock<Option<Arc<TlsClient>>>,
     version: HttpVersion,
     http2_connections: u32,
@@ -131,7 +129,6 @@ impl Default for Transport {
     fn default() -> Self {
         Self {
             tls_cfg: TlsConfig::default(),
-            base_dir: ".".into(),
             tls: OnceLock::new(),
             version: HttpVersion::Http1,
             http2_connections: 1,
@@ -141,37 +138,39 @@ impl Default for Transport {
 }
 
 impl Transport {
-    /// Check the TLS keys under `prefix` (`target.tls`). With `eager` (the config sets a TLS
-    /// key or names an https URL) the TLS client is built now, so its errors stop the start;
-    /// otherwise on the first https request, which spares http-only runs the system store.
+    /// Check the TLS keys under `prefix` (`target.tls`), with the contents of the files they
+    /// name in `pems`. With `eager` (the config sets a TLS key or names an https URL) the TLS
+    /// client is built now, so its errors stop the start; otherwise on the first https
+    /// request, which spares http-only runs the system store (and then no file is named).
     pub fn new(
         tls: &TlsConfig,
         prefix: &str,
-        base_dir: &Path,
+        pems: &TlsPems,
         eager: bool,
         version: HttpVersion,
         http2_connections: u32,
     ) -> Result<Self, Vec<TlsSetupError>> {
         let t = Self {
             tls_cfg: tls.clone(),
-            base_dir: base_dir.to_path_buf(),
             tls: OnceLock::new(),
             version,
             http2_connections: http2_connections.clamp(1, MAX_HTTP2_CONNECTIONS),
             h2: Default::default(),
         };
         if eager || *tls != TlsConfig::default() {
-            let c = TlsClient::new(tls, prefix, base_dir, t.alpn())?;
+            let c = TlsClient::new(tls, prefix, pems, t.alpn())?;
             let _ = t.tls.set(Some(Arc::new(c)));
         }
         Ok(t)
     }
 
-    /// The TLS client; None if its files became unusable after validation.
+    /// The TLS client. Built here only for the default `[target.tls]` (no files to read);
+    /// None if that failed.
     pub fn tls(&self) -> Option<&Arc<TlsClient>> {
         self.tls
             .get_or_init(|| {
-                match TlsClient::new(&self.tls_cfg, "target.tls", &self.base_dir, self.alpn()) {
+                let no_files = TlsPems::default();
+                match TlsClient::new(&self.tls_cfg, "target.tls", &no_files, self.alpn()) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(errs) => {
                         for e in errs {

@@ -37,16 +37,17 @@ pub struct Template {
     escape: Escape,
 }
 
-/// Why a `${…}` template does not parse.
+/// Why a `${…}` template does not parse; `E` is the resolver's error for a name it does not
+/// know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
+pub enum TemplateError<E> {
     #[error("unclosed `${{` in {0:?}")]
     Unclosed(String),
     #[error("empty variable name `${{}}` in {0:?}")]
     EmptyName(String),
     /// The resolver's reason, e.g. which variables exist.
-    #[error("{0}")]
-    Unknown(String),
+    #[error(transparent)]
+    Unknown(E),
 }
 
 impl Template {
@@ -60,11 +61,11 @@ impl Template {
 
     /// Parse `s`, asking `resolve` what each `${name}` means (its error is the reason the
     /// name is unknown). `$${` is a literal `${`.
-    pub fn parse(
+    pub fn parse<E>(
         s: &str,
         escape: Escape,
-        mut resolve: impl FnMut(&str) -> Result<Resolved, String>,
-    ) -> Result<Self, TemplateError> {
+        mut resolve: impl FnMut(&str) -> Result<Resolved, E>,
+    ) -> Result<Self, TemplateError<E>> {
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut rest = s;
@@ -164,11 +165,15 @@ fn escape_value(v: &str, escape: Escape) -> String {
 mod tests {
     use super::*;
 
-    fn resolver(name: &str) -> Result<Resolved, String> {
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("unknown variable `{0}`")]
+    struct Unknown(String);
+
+    fn resolver(name: &str) -> Result<Resolved, Unknown> {
         match name {
             "token" => Ok(Resolved::Var(0)),
             "HOME_X" => Ok(Resolved::Literal("a\"b".into())),
-            other => Err(format!("unknown variable `{other}`")),
+            other => Err(Unknown(other.to_string())),
         }
     }
 
@@ -186,7 +191,8 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let e = Template::parse("${nope}", Escape::None, resolver).unwrap_err();
-        assert!(e.to_string().contains("nope"), "{e}");
+        assert_eq!(e, TemplateError::Unknown(Unknown("nope".into())));
+        assert_eq!(e.to_string(), "unknown variable `nope`");
         let e = Template::parse("${token", Escape::None, resolver).unwrap_err();
         assert_eq!(e, TemplateError::Unclosed("${token".into()));
         assert!(e.to_string().contains("unclosed"), "{e}");

@@ -55,6 +55,17 @@ pub struct TlsSetupError {
     pub reason: String,
 }
 
+/// Why a TLS handshake gave no connection, in plain words (the `tls` failure's cause).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// Neither the `server_name` override nor the URL's host is a DNS name or an IP address.
+    #[error("{0:?} is not a name TLS can verify")]
+    NotAName(String),
+    /// The handshake itself failed; see [`describe`].
+    #[error("{}", describe(.error, .name))]
+    Failed { error: io::Error, name: String },
+}
+
 /// The ALPN protocol ids a connection offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alpn {
@@ -83,23 +94,30 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Read a PEM file of at most [`MAX_PEM_BYTES`]; relative paths resolve against `base_dir`.
-fn read_pem(path: &Path, base_dir: &Path, field: &str) -> Result<Vec<u8>, TlsSetupError> {
-    let err = |reason: String| TlsSetupError {
-        field: field.to_string(),
-        reason,
-    };
-    let full = base_dir.join(path);
-    let meta = std::fs::metadata(&full)
-        .map_err(|e| err(format!("cannot read {}: {e}", full.display())))?;
-    if meta.len() > MAX_PEM_BYTES {
-        return Err(err(format!(
-            "{} is {} bytes, more than the {MAX_PEM_BYTES} allowed",
-            full.display(),
-            meta.len()
-        )));
+/// The contents of the PEM files `[target.tls]` names, each as the config's load phase read it
+/// (at most [`MAX_PEM_BYTES`]) or why it could not; None where the key is not set. Reading them
+/// apart from [`TlsClient::new`] keeps every config-time file read in that one phase.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPems {
+    pub ca_file: Option<Result<Vec<u8>, TlsSetupError>>,
+    pub client_cert: Option<Result<Vec<u8>, TlsSetupError>>,
+    pub client_key: Option<Result<Vec<u8>, TlsSetupError>>,
+}
+
+/// The PEM text of a key that is set, or the read error recorded for it.
+fn pem<'a>(
+    read: &'a Option<Result<Vec<u8>, TlsSetupError>>,
+    field: &str,
+) -> Result<&'a [u8], TlsSetupError> {
+    match read {
+        Some(Ok(text)) => Ok(text),
+        Some(Err(e)) => Err(e.clone()),
+        // Only a caller that skipped the load phase gets here.
+        None => Err(TlsSetupError {
+            field: field.to_string(),
+            reason: "was not read before the TLS client was built".into(),
+        }),
     }
-    std::fs::read(&full).map_err(|e| err(format!("cannot read {}: {e}", full.display())))
 }
 
 fn certs(
@@ -134,12 +152,12 @@ fn system_roots() -> rustls::RootCertStore {
 }
 
 impl TlsClient {
-    /// Check `cfg` and build the client; every unusable key is reported, named by its path
-    /// under `prefix` (`target.tls`). Relative file paths resolve against `base_dir`.
+    /// Check `cfg` and build the client from the files' contents in `pems`; every unusable key
+    /// is reported, named by its path under `prefix` (`target.tls`).
     pub fn new(
         cfg: &TlsConfig,
         prefix: &str,
-        base_dir: &Path,
+        pems: &TlsPems,
         alpn: Alpn,
     ) -> Result<Self, Vec<TlsSetupError>> {
         let mut errs = Vec::new();
@@ -160,7 +178,7 @@ impl TlsClient {
         let mut roots = system_roots();
         if let Some(p) = &cfg.ca_file {
             let f = field("ca_file");
-            match read_pem(p, base_dir, &f).and_then(|pem| certs(&pem, p, &f)) {
+            match pem(&pems.ca_file, &f).and_then(|pem| certs(pem, p, &f)) {
                 Ok(cas) => {
                     for c in cas {
                         if let Err(e) = roots.add(c) {
@@ -195,9 +213,9 @@ impl TlsClient {
             }
             (Some(c), Some(k)) => {
                 let (fc, fk) = (field("client_cert"), field("client_key"));
-                let chain = read_pem(c, base_dir, &fc).and_then(|pem| certs(&pem, c, &fc));
-                let key = read_pem(k, base_dir, &fk).and_then(|pem| {
-                    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsSetupError {
+                let chain = pem(&pems.client_cert, &fc).and_then(|pem| certs(pem, c, &fc));
+                let key = pem(&pems.client_key, &fk).and_then(|pem| {
+                    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsSetupError {
                         field: fk.clone(),
                         reason: format!("{} holds no usable PEM private key: {e}", k.display()),
                     })
@@ -264,28 +282,29 @@ impl TlsClient {
         &self,
         host: &str,
         tcp: TcpStream,
-    ) -> Result<TlsStream<TcpStream>, String> {
+    ) -> Result<TlsStream<TcpStream>, HandshakeError> {
         let name = match &self.server_name {
             Some(n) => n.clone(),
             None => {
                 match ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']')) {
                     Ok(n) => n.to_owned(),
-                    Err(_) => {
-                        let cause = format!("{host:?} is not a name TLS can verify");
-                        self.note(&cause);
-                        return Err(cause);
-                    }
+                    Err(_) => return Err(self.noted(HandshakeError::NotAName(host.to_string()))),
                 }
             }
         };
         match self.connector.connect(name.clone(), tcp).await {
             Ok(s) => Ok(s),
-            Err(e) => {
-                let cause = describe(&e, &show_name(&name));
-                self.note(&cause);
-                Err(cause)
-            }
+            Err(error) => Err(self.noted(HandshakeError::Failed {
+                error,
+                name: show_name(&name),
+            })),
         }
+    }
+
+    /// `e`, its cause logged first (once per distinct cause).
+    fn noted(&self, e: HandshakeError) -> HandshakeError {
+        self.note(&e.to_string());
+        e
     }
 
     /// Log a failure cause the first time it is seen.
@@ -457,14 +476,22 @@ mod tests {
 
     #[test]
     fn bad_keys_are_named() {
-        let dir = tempfile::tempdir().unwrap();
+        let unread = TlsSetupError {
+            field: "target.tls.ca_file".into(),
+            reason: "cannot read missing.pem: gone".into(),
+        };
         let cfg = TlsConfig {
             ca_file: Some("missing.pem".into()),
             client_cert: Some("c.pem".into()),
             server_name: Some("not a name".into()),
             ..Default::default()
         };
-        let errs = TlsClient::new(&cfg, "target.tls", dir.path(), Alpn::Http1).unwrap_err();
+        let pems = TlsPems {
+            ca_file: Some(Err(unread.clone())),
+            client_cert: Some(Ok(b"unused without a key".to_vec())),
+            client_key: None,
+        };
+        let errs = TlsClient::new(&cfg, "target.tls", &pems, Alpn::Http1).unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -474,18 +501,25 @@ mod tests {
                 "target.tls.client_key"
             ]
         );
-        assert!(errs[1].reason.contains("missing.pem"), "{}", errs[1].reason);
-        std::fs::write(dir.path().join("junk.pem"), "not pem").unwrap();
+        // The load phase's read error is reported as it was recorded, in the key's place.
+        assert_eq!(errs[1], unread);
         let cfg = TlsConfig {
             ca_file: Some("junk.pem".into()),
             ..Default::default()
         };
-        let errs = TlsClient::new(&cfg, "target.tls", dir.path(), Alpn::Http1).unwrap_err();
+        let pems = TlsPems {
+            ca_file: Some(Ok(b"not pem".to_vec())),
+            ..Default::default()
+        };
+        let errs = TlsClient::new(&cfg, "target.tls", &pems, Alpn::Http1).unwrap_err();
         assert_eq!(errs[0].field, "target.tls.ca_file");
-        assert!(
-            errs[0].reason.contains("no PEM certificate"),
-            "{}",
-            errs[0].reason
+        assert_eq!(errs[0].reason, "junk.pem holds no PEM certificate");
+        // A key set in the config but given no contents is an error, not a silent default.
+        let errs =
+            TlsClient::new(&cfg, "target.tls", &TlsPems::default(), Alpn::Http1).unwrap_err();
+        assert_eq!(
+            errs[0].reason,
+            "was not read before the TLS client was built"
         );
     }
 }

@@ -50,13 +50,17 @@ where
     Ok(v)
 }
 
+/// Why a duration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("must be at most 366 days, got {}", humantime::format_duration(*.0))]
+    TooLong(Duration),
+}
+
 /// `Err` with the reason when `d` is above [`MAX`].
-pub fn check(d: Option<Duration>) -> Result<(), String> {
+pub fn check(d: Option<Duration>) -> Result<(), DurationError> {
     match d {
-        Some(d) if d > MAX => Err(format!(
-            "must be at most 366 days, got {}",
-            humantime::format_duration(d)
-        )),
+        Some(d) if d > MAX => Err(DurationError::TooLong(d)),
         _ => Ok(()),
     }
 }

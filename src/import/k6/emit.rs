@@ -12,8 +12,7 @@ use super::requests::relative_to;
 use super::value::fmt_duration;
 use super::Finding;
 use crate::config::raw::{BodyConfig, ScenarioConfig};
-use crate::config::validate::load_data;
-use crate::config::Errors;
+use crate::config::validate::load_files::load_data;
 use crate::load::template::{Escape, Resolved, Template};
 
 pub struct Plan<'p> {
@@ -155,9 +154,8 @@ fn needed_env(scenarios: &[ScenarioConfig], out_dir: &Path) -> Vec<String> {
             .flat_map(|r| r.captures.iter().map(|c| c.name.clone()))
             .collect();
         if let Some(d) = &sc.data {
-            let mut errs = Errors::default();
-            if let Some((columns, _)) = load_data(d, "data", out_dir, &mut errs) {
-                known.extend(columns);
+            if let Ok(table) = load_data(d, out_dir) {
+                known.extend(table.columns);
             }
         }
         let mut texts: Vec<&str> = Vec::new();
@@ -183,7 +181,7 @@ fn needed_env(scenarios: &[ScenarioConfig], out_dir: &Path) -> Vec<String> {
                 if !known.contains(n) {
                     names.insert(n.to_string());
                 }
-                Ok(Resolved::Var(0))
+                Ok::<_, std::convert::Infallible>(Resolved::Var(0))
             });
         }
     }
