@@ -3,7 +3,8 @@
 # Sourced by bench/run. Every tool sends the same bodies: nginx logs $request_length for each
 # request and the table shows the per-tool median, so a difference is visible.
 #
-# Knobs: PEER_USERS (50), PEER_ROUNDS (5), PEER_DURATION (10 s), PEER_MEM_USERS ("1000 5000").
+# Knobs: PEER_USERS (50), PEER_ROUNDS (5), PEER_DURATION (10 s), PEER_MEM_USERS ("1000 5000"),
+# PEER_KINDS ("get upload"), PEER_NO_MEMORY=1 (skip memory per user).
 
 GOOSE_BIN=${GOOSE_BIN:-$ROOT/bench/peers/goose/target/release/goose-bench}
 LOCUST_VENV=${LOCUST_VENV:-$ROOT/target/bench-locust-venv}
@@ -35,7 +36,10 @@ pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 20000; }
 http {
-    log_format len '\$request_method \$request_length \$status';
+    # \$request_length is what nginx has read when it logs: for the upload, which it answers
+    # before reading the body, that is the head; \$content_length is the body each tool declared
+    # (a tool that sent fewer bytes would stall its keep-alive connection and fail).
+    log_format len '\$request_method \$request_length \$status \$content_length';
     access_log $d/access.log len buffer=256k;
     keepalive_requests 100000000;
     keepalive_timeout 300s;
@@ -68,10 +72,16 @@ requests_goose() { awk '/Aggregated/ && !done { for (i = 1; i <= NF; i++) if ($i
 # Locust's CSV: Type,Name,Request Count,... with a final "Aggregated" row.
 requests_locust() { awk -F, '$2 ~ /Aggregated/ {print $3; exit}' "$1.csv_stats.csv"; }
 
-# Median request length per tool, from nginx's log between two marks.
+# Median head length and declared body length per tool, from nginx's log between two marks.
 request_lengths() {
     local tool=$1 from=$2
-    tail -n +"$from" "$PEER_LOG" | awk -v t="$tool" '{print $2}' | sort -n | awk -v t="$tool" '{a[NR]=$1} END {if (NR) printf "%s: %d requests logged, median request length %d B\n", t, NR, a[int((NR+1)/2)]}'
+    tail -n +"$from" "$PEER_LOG" | awk '{print $2, ($4 == "-" ? 0 : $4)}' | python3 -c '
+import sys, statistics as st
+rows = [tuple(map(int, l.split())) for l in sys.stdin if l.strip()]
+if rows:
+    print(f"{sys.argv[1]}: {len(rows)} requests logged, median request head {st.median_low(r[0] for r in rows)} B, "
+          f"body (Content-Length) {st.median_low(r[1] for r in rows)} B (min {min(r[1] for r in rows)}, max {max(r[1] for r in rows)})")
+' "$tool"
 }
 
 peer_round() {
@@ -102,7 +112,7 @@ peers() {
     make_image; make_multipart_body
     start_peer_nginx
     local users=${PEER_USERS:-50} rounds=${PEER_ROUNDS:-5} dur=${PEER_DURATION:-10} kind
-    for kind in get upload; do
+    for kind in ${PEER_KINDS:-get upload}; do
         local path=/small.txt plan="$WORK/peer.$kind.toml" extra="expect = [200]"
         if [[ $kind == upload ]]; then
             path=/api/v1/ai-images
@@ -119,7 +129,7 @@ peers() {
         ranges "$RESULTS"
         echo; echo "Request lengths at nginx (round 1):"; sed 's/^/- /' "$WORK/peer.$kind.lengths"
     done
-    peer_memory
+    [[ -n ${PEER_NO_MEMORY:-} ]] || peer_memory
     stop_pid "$NGINX_PID"; NGINX_PID=
 }
 
