@@ -893,6 +893,69 @@ async fn rss_is_base_plus_memory_per_in_flight_request() {
     );
 }
 
+/// A request holds its memory from its arrival, also while it waits for the CPU: with one
+/// blocking thread, one request burns and three queue, and all four hold their memory (an
+/// upload server's buffers are held for the whole request, not only while it computes).
+#[tokio::test]
+async fn requests_queued_for_the_cpu_already_hold_their_memory() {
+    let t = ChildTarget::start(&[
+        "--cpu-ms",
+        "500",
+        "--blocking-threads",
+        "1",
+        "--mem-per-request",
+        "32MiB",
+        "--base-memory",
+        "0",
+    ])
+    .await;
+    let c = client();
+    assert_eq!(get(&c, t.addr, "/healthz").await.status, 200);
+    let idle = t.rss_bytes();
+    let done_before = stats_over_http(&c, t.addr).await.completed;
+    let in_flight = 4u64;
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let c = c.clone();
+            let addr = t.addr;
+            tokio::spawn(async move {
+                let headers = [
+                    ("content-type", "application/json"),
+                    ("authorization", TOKEN),
+                ];
+                send(&c, addr, "POST", AI_PROMPT, &headers, r#"{"prompt":"p"}"#)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    // The four burn one after another, 2 s of CPU in all: well before the first is done, all
+    // four are in and hold their memory.
+    let want = in_flight * 32 * MIB;
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let mut during = t.rss_bytes();
+    while during < idle + want * 95 / 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        during = t.rss_bytes();
+    }
+    let st = stats_over_http(&c, t.addr).await;
+    assert_eq!(
+        (st.in_flight, st.completed - done_before),
+        (in_flight, 0),
+        "all four in flight, none done"
+    );
+    let delta = during.saturating_sub(idle);
+    assert!(
+        delta >= want * 95 / 100 && delta <= want * 110 / 100,
+        "RSS grew {} MiB with {in_flight} requests of 32 MiB in flight, at most one burning",
+        delta / MIB
+    );
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert!(t.rss_bytes() < idle + 16 * MIB);
+}
+
 #[tokio::test]
 async fn sigterm_drains_then_exits_zero() {
     let mut t = ChildTarget::start(&["--base-memory", "0"]).await;

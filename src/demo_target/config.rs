@@ -46,8 +46,10 @@ pub struct DemoTargetArgs {
     #[arg(long, env = "LOADSPEC_DEMO_SIMPLE_CPU_MS", value_name = "MS", default_value_t = DEFAULT_SIMPLE_CPU_MS, value_parser = parse_ms)]
     pub simple_cpu_ms: f64,
 
-    /// Memory allocated, written page by page and held for the life of each AI request, then
-    /// returned to the OS (e.g. 8MiB, 512KB, 1024m). So RSS = base + in-flight AI requests × this.
+    /// Memory allocated and written page by page as soon as an AI request with a bearer token
+    /// arrives (before its body is read and before it waits for the CPU), held until its response
+    /// is ready, then returned to the OS (e.g. 8MiB, 512KB, 1024m). So RSS = base + in-flight AI
+    /// requests × this, counting the requests still queued for the CPU, as on an upload server.
     #[arg(long, env = "LOADSPEC_DEMO_MEM_PER_REQUEST", value_name = "SIZE", default_value_t = DEFAULT_MEM_PER_REQUEST)]
     pub mem_per_request: ByteSize,
 

@@ -159,14 +159,31 @@ fn page_size() -> usize {
     }
 }
 
-/// One request's cost, paid on a blocking thread: map and touch `mem` bytes, then burn CPU
-/// until the thread has used `cpu` in total (touching counts towards it, so the CPU per request
-/// is `cpu` whatever the memory size, as long as touching takes less).
-pub fn pay(cpu: Duration, mem: u64) -> io::Result<TouchedMemory> {
+/// One request's memory, mapped and touched when the request is admitted and held until its
+/// response is ready, with the CPU time the touching took (which counts towards the request's
+/// CPU budget).
+#[derive(Debug)]
+pub struct Admitted {
+    pub memory: TouchedMemory,
+    pub touch_cpu: Duration,
+}
+
+/// Maps and touches `mem` bytes on the calling thread and measures that thread's CPU time for
+/// it, so the later CPU burn can take only the rest of the request's budget.
+pub fn admit(mem: u64) -> io::Result<Admitted> {
     let mark = CpuMark::now();
-    let held = TouchedMemory::allocate(mem)?;
-    burn_until(mark, cpu);
-    Ok(held)
+    let memory = TouchedMemory::allocate(mem)?;
+    Ok(Admitted {
+        memory,
+        touch_cpu: mark.elapsed(),
+    })
+}
+
+/// The CPU burn of a request whose memory touching already used `touched` of its `cpu`: burns
+/// the rest, so the CPU per request is `cpu` whatever the memory size, as long as touching takes
+/// less.
+pub fn burn_rest(cpu: Duration, touched: Duration) -> u64 {
+    burn_until(CpuMark::now(), cpu.saturating_sub(touched))
 }
 
 #[cfg(test)]
@@ -202,5 +219,27 @@ mod tests {
         // mincore fails with ENOMEM on an unmapped range: the memory went back to the OS.
         assert_eq!(resident_pages(ptr, len), None);
         assert!(TouchedMemory::allocate(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn admitting_measures_the_touch_and_the_burn_takes_only_the_rest() {
+        let admitted = admit(32 << 20).unwrap();
+        assert_eq!(admitted.memory.len(), 32 << 20);
+        // 8192 page faults cost CPU: measured, not zero.
+        assert!(admitted.touch_cpu > Duration::ZERO, "{admitted:?}");
+        let budget = admitted.touch_cpu + Duration::from_millis(20);
+        let mark = CpuMark::now();
+        burn_rest(budget, admitted.touch_cpu);
+        let used = mark.elapsed();
+        assert!(used >= Duration::from_millis(20), "{used:?}");
+        assert!(used < Duration::from_millis(23), "{used:?}");
+        // A touch longer than the budget leaves nothing to burn.
+        let mark = CpuMark::now();
+        burn_rest(Duration::from_millis(1), Duration::from_millis(5));
+        assert!(
+            mark.elapsed() < Duration::from_millis(1),
+            "{:?}",
+            mark.elapsed()
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! health, the test helpers (fixed status, rotating mix, `?delay_ms=N`) and the control paths
 //! under `/_` (stats, reset, stall), which are neither counted nor stalled.
 //!
-//! Every application request runs the same pipeline: mark in flight, read and check the input,
-//! pay the configured costs, add any requested delay, wait out a stall, count the response,
-//! then release the request's memory.
+//! Every application request runs the same pipeline: mark in flight, take an authenticated AI
+//! request's memory, read and check the input, burn the configured CPU, add any requested delay,
+//! wait out a stall, count the response, then release the request's memory.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -158,6 +158,10 @@ async fn dispatch(state: &Arc<DemoState>, route: Route, req: Request<Incoming>) 
 /// stats show what the client sent and the connection stays reusable.
 async fn ai_images(state: &Arc<DemoState>, req: Request<Incoming>) -> Reply {
     let authorized = bearer(req.headers()).is_some();
+    let admitted = match admit(state, authorized) {
+        Ok(a) => a,
+        Err(resp) => return (*resp, None),
+    };
     let upload = multipart::parse(req, state.config().max_body.bytes()).await;
     let upload = match upload {
         Ok(mut up) => {
@@ -184,7 +188,7 @@ async fn ai_images(state: &Arc<DemoState>, req: Request<Incoming>) -> Reply {
         "image_bytes": upload.seen.file_bytes,
         "image_fnv64": upload.seen.file_fnv64,
     });
-    ai_work(state, body).await
+    ai_work(state, body, admitted).await
 }
 
 #[derive(Deserialize)]
@@ -195,6 +199,10 @@ struct PromptBody {
 /// S2: a JSON prompt, no image.
 async fn ai_prompt(state: &Arc<DemoState>, req: Request<Incoming>) -> Reply {
     let authorized = bearer(req.headers()).is_some();
+    let admitted = match admit(state, authorized) {
+        Ok(a) => a,
+        Err(resp) => return (*resp, None),
+    };
     let body = read_body(req.into_body(), state.config().max_body.bytes()).await;
     if !authorized {
         return (unauthorized(), None);
@@ -206,7 +214,7 @@ async fn ai_prompt(state: &Arc<DemoState>, req: Request<Incoming>) -> Reply {
     match serde_json::from_slice::<PromptBody>(&body) {
         Ok(p) => {
             let fields = json!({ "prompt_chars": p.prompt.chars().count() });
-            ai_work(state, fields).await
+            ai_work(state, fields, admitted).await
         }
         Err(e) => {
             let msg = format!("invalid JSON body: {e}");
@@ -215,14 +223,42 @@ async fn ai_prompt(state: &Arc<DemoState>, req: Request<Incoming>) -> Reply {
     }
 }
 
-/// The AI model's part, common to S2 and S3: CPU and memory, the delay, then maybe an injected
-/// failure. `fields` are added to the success body next to a fresh id.
-async fn ai_work(state: &Arc<DemoState>, mut fields: serde_json::Value) -> Reply {
+/// Takes an authenticated AI request's memory as it arrives, before its body is read and before
+/// it waits for the CPU, the way an upload server's buffers are held for the whole request:
+/// memory in flight then follows the requests in flight, whether they are being read, queued
+/// for the CPU or answered. It runs on the async worker rather than the blocking pool so that it
+/// cannot itself queue behind the CPU burns. A request without a bearer token holds nothing.
+/// The refusal is boxed: it is the rare path, and the success path should stay small.
+fn admit(
+    state: &DemoState,
+    authorized: bool,
+) -> Result<Option<cost::Admitted>, Box<Response<Body>>> {
+    let mem = state.config().mem_per_request.bytes();
+    if !authorized || mem == 0 {
+        return Ok(None);
+    }
+    cost::admit(mem).map(Some).map_err(|e| {
+        Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot allocate {mem} bytes for the request: {e}"),
+        ))
+    })
+}
+
+/// The AI model's part, common to S2 and S3: the rest of the CPU (touching the memory at
+/// admission counted towards it), the delay, then maybe an injected failure. `fields` are added
+/// to the success body next to a fresh id. The admitted memory is handed back with the reply.
+async fn ai_work(
+    state: &Arc<DemoState>,
+    mut fields: serde_json::Value,
+    admitted: Option<cost::Admitted>,
+) -> Reply {
     let cfg = state.config();
-    let held = match pay(cfg.cpu, cfg.mem_per_request.bytes()).await {
-        Ok(held) => held,
-        Err(resp) => return (resp, None),
-    };
+    let touched = admitted.as_ref().map_or(Duration::ZERO, |a| a.touch_cpu);
+    if let Err(resp) = burn(cfg.cpu, touched).await {
+        return (resp, None);
+    }
+    let held = admitted.map(|a| a.memory);
     if !cfg.delay.is_zero() {
         tokio::time::sleep(cfg.delay).await;
     }
@@ -237,23 +273,21 @@ async fn ai_work(state: &Arc<DemoState>, mut fields: serde_json::Value) -> Reply
     (json_reply(StatusCode::OK, &fields), held)
 }
 
-/// Runs the CPU burn and memory touch on the blocking pool, so the async workers keep accepting
-/// and answering. With no costs it does nothing at all (no task, no allocation).
-async fn pay(cpu: Duration, mem: u64) -> Result<Option<TouchedMemory>, Response<Body>> {
-    if cpu.is_zero() && mem == 0 {
-        return Ok(None);
+/// Burns what is left of `cpu` after `touched` on the blocking pool, so the async workers keep
+/// accepting and answering. With nothing left to burn it does nothing at all (no task).
+async fn burn(cpu: Duration, touched: Duration) -> Result<(), Response<Body>> {
+    if cpu <= touched {
+        return Ok(());
     }
-    match tokio::task::spawn_blocking(move || cost::pay(cpu, mem)).await {
-        Ok(Ok(held)) => Ok(Some(held)),
-        Ok(Err(e)) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot allocate {mem} bytes for the request: {e}"),
-        )),
-        Err(e) => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cost task failed: {e}"),
-        )),
-    }
+    tokio::task::spawn_blocking(move || cost::burn_rest(cpu, touched))
+        .await
+        .map(drop)
+        .map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cost task failed: {e}"),
+            )
+        })
 }
 
 #[derive(Deserialize)]
@@ -301,7 +335,7 @@ async fn login(state: &Arc<DemoState>, req: Request<Incoming>) -> Response<Body>
         let msg = format!("field `username` must be 1..={MAX_USERNAME} bytes");
         return error(StatusCode::BAD_REQUEST, msg);
     }
-    if let Err(resp) = pay(state.config().simple_cpu, 0).await {
+    if let Err(resp) = burn(state.config().simple_cpu, Duration::ZERO).await {
         return resp;
     }
     match state.login(&creds.username) {
@@ -319,7 +353,7 @@ async fn posts(state: &Arc<DemoState>, req: &Request<Incoming>) -> Response<Body
         Some(u) => u,
         None => return unauthorized(),
     };
-    if let Err(resp) = pay(state.config().simple_cpu, 0).await {
+    if let Err(resp) = burn(state.config().simple_cpu, Duration::ZERO).await {
         return resp;
     }
     let list: Vec<_> = (1..=3)
