@@ -68,7 +68,9 @@ openmodel() {
                 measure "$label" "$o" "$path" run --config "$WORK/om-$kind.toml"
                 local n u s w
                 n=$(requests_loadspec "$o")
-                read -r u s w <"$o.time"
+                # The last line: /usr/bin/time puts "Command exited with non-zero status N"
+                # before it when the run fails (e.g. an SLA broken by dropped arrivals).
+                read -r u s w < <(tail -n 1 "$o.time")
                 echo "$r $label $kind ${n:-0} $u $s $w $(loadavg)" >>"$RESULTS"
                 log "round $r $label $kind: $n requests, user ${u}s sys ${s}s, load $(loadavg)"
             done
@@ -87,7 +89,12 @@ import sys, statistics as st
 path, dur = sys.argv[1], float(sys.argv[2])
 runs = {}
 for line in open(path):
-    r, label, kind, n, u, s, w, load = line.split()
+    try:
+        r, label, kind, n, u, s, w, load = line.split()
+        float(u), float(s)
+    except ValueError:
+        print(f"skipped (no CPU times): {line.strip()}")
+        continue
     n = int(n)
     runs.setdefault((label, kind), {})[int(r)] = (n / dur, 1e6 * float(u) / max(n, 1),
                                                   1e6 * float(s) / max(n, 1), float(load))
@@ -123,6 +130,6 @@ om_profile() {
             END { printf "%s (%d requests): per request%s\n", k, n, s }' "$o.strace"
         perf record -q -e cpu-clock -g -o "$o.perf" -- taskset -c "$GEN_CORE" "$bin" run --config "$WORK/om-$kind.toml" >/dev/null 2>&1 || true
         perf report -i "$o.perf" --no-children --sort sym --stdio 2>/dev/null |
-            grep -E '^ +[0-9.]+%' | head -5 | sed "s/^ */  $kind: /"
+            grep -E '^ +[0-9.]+%' | head -5 | sed "s/^ */  $kind: /" || true # head closes the pipe
     done
 }
