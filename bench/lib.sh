@@ -134,7 +134,9 @@ measure() {
     local name=$1 out=$2
     shift 2
     /usr/bin/time -f '%U %S %e' -o "$out.time" taskset -c "$GEN_CORE" "$@" >"$out" 2>"$out.err" || true
-    awk '{printf "%.3f %.3f\n", $1+$2, $3}' "$out.time" >"$out.cpu"
+    # The last line: /usr/bin/time puts "Command exited with non-zero status N" before the
+    # figures when the tool fails.
+    tail -n 1 "$out.time" | awk '{printf "%.3f %.3f\n", $1+$2, $3}' >"$out.cpu"
 }
 
 # Requests counted from each tool's own output (responses of any status).
