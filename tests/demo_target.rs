@@ -63,6 +63,29 @@ async fn send(
     Reply { status, body }
 }
 
+/// `n` authorized S2 prompts to `path`, sent at once; each task yields the response's status.
+fn spawn_prompts(
+    c: &HttpClient,
+    addr: SocketAddr,
+    n: u64,
+    path: &str,
+) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let (c, path) = (c.clone(), path.to_string());
+            tokio::spawn(async move {
+                let headers = [
+                    ("content-type", "application/json"),
+                    ("authorization", TOKEN),
+                ];
+                send(&c, addr, "POST", &path, &headers, r#"{"prompt":"p"}"#)
+                    .await
+                    .status
+            })
+        })
+        .collect()
+}
+
 async fn get(c: &HttpClient, addr: SocketAddr, path: &str) -> Reply {
     send(c, addr, "GET", path, &[], Bytes::new()).await
 }
@@ -843,28 +866,7 @@ async fn rss_is_base_plus_memory_per_in_flight_request() {
     );
 
     let in_flight = 4u64;
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let c = c.clone();
-            let addr = t.addr;
-            tokio::spawn(async move {
-                let headers = [
-                    ("content-type", "application/json"),
-                    ("authorization", TOKEN),
-                ];
-                send(
-                    &c,
-                    addr,
-                    "POST",
-                    &format!("{AI_PROMPT}?delay_ms=1500"),
-                    &headers,
-                    r#"{"prompt":"p"}"#,
-                )
-                .await
-                .status
-            })
-        })
-        .collect();
+    let tasks = spawn_prompts(&c, t.addr, in_flight, &format!("{AI_PROMPT}?delay_ms=1500"));
     // Wait until all four hold their memory (bounded), then read RSS.
     let want = 4 * 32 * MIB;
     let deadline = Instant::now() + Duration::from_millis(1200);
@@ -914,21 +916,7 @@ async fn requests_queued_for_the_cpu_already_hold_their_memory() {
     let idle = t.rss_bytes();
     let done_before = stats_over_http(&c, t.addr).await.completed;
     let in_flight = 4u64;
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let c = c.clone();
-            let addr = t.addr;
-            tokio::spawn(async move {
-                let headers = [
-                    ("content-type", "application/json"),
-                    ("authorization", TOKEN),
-                ];
-                send(&c, addr, "POST", AI_PROMPT, &headers, r#"{"prompt":"p"}"#)
-                    .await
-                    .status
-            })
-        })
-        .collect();
+    let tasks = spawn_prompts(&c, t.addr, in_flight, AI_PROMPT);
     // The four burn one after another, 2 s of CPU in all: well before the first is done, all
     // four are in and hold their memory.
     let want = in_flight * 32 * MIB;

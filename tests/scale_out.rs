@@ -15,7 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use observability::{free_port, http_get, repo, require, run_ok, start_prometheus, ChildGuard};
 use serde_json::Value;
-use support_containers::{docker_available, ensure_image, Container};
+use support_containers::{
+    docker_available, ensure_image, s2_prompt_request, step_stages, Container,
+};
 
 /// demo-target's cost: 3 ms of CPU per request plus 47 ms of waiting, so one VU asks for 20
 /// requests/s and 0.06 cores. At `--cpus=0.5` a container serves at most about 166 requests/s:
@@ -29,16 +31,6 @@ const STAGE_SECS: u64 = 12;
 const VUS: [u64; 5] = [1, 2, 4, 6, 12];
 
 fn plan(listen_port: u16, target: &str, group: &str) -> String {
-    let stages: Vec<String> = VUS
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!(
-                r#"{{ duration = "{STAGE_SECS}s", target = {v}, name = "T{}" }}"#,
-                i + 1
-            )
-        })
-        .collect();
     format!(
         r#"
 [server]
@@ -79,14 +71,9 @@ executor = "ramping-vus"
 step = true
 stages = [{}]
 
-[[scenarios.requests]]
-name = "ai-prompt"
-method = "POST"
-path = "/api/v1/ai-images/prompt"
-expect = [200]
-body = {{ type = "json", json = {{ prompt = "미니멀하고 화이톤의 셋업" }} }}
-"#,
-        stages.join(", ")
+{}"#,
+        step_stages(&VUS, STAGE_SECS),
+        s2_prompt_request("미니멀하고 화이톤의 셋업")
     )
 }
 

@@ -18,7 +18,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support_containers::{docker, docker_available, ensure_image, wait_healthy, Container};
+use support_containers::{
+    docker, docker_available, ensure_image, s2_prompt_request, wait_healthy, Container,
+};
 use support_core::{start_in, Daemon};
 
 /// These tests measure CPU: one at a time.
@@ -366,13 +368,8 @@ name = "s2"
 executor = "constant-vus"
 vus = 1
 duration = "3s"
-[[scenarios.requests]]
-name = "ai-prompt"
-method = "POST"
-path = "/api/v1/ai-images/prompt"
-expect = [200]
-body = {{ type = "json", json = {{ prompt = "a cat" }} }}
-"#,
+{request}"#,
+        request = s2_prompt_request("a cat"),
         reports = reports.display()
     )
 }

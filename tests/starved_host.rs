@@ -28,7 +28,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loadspec::analysis::points::{Exclusion, StagePoint};
-use support_containers::{docker, docker_available, ensure_image, wait_healthy, Container};
+use support_containers::{
+    docker, docker_available, ensure_image, s2_prompt_request, step_stages, wait_healthy, Container,
+};
 use support_core::{start_in, Daemon};
 
 /// These tests measure CPU: one at a time.
@@ -57,16 +59,6 @@ fn cores_per_vu() -> f64 {
 }
 
 fn plan(target: SocketAddr, container: &str, reports: &Path) -> String {
-    let stages: Vec<String> = VUS
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!(
-                r#"{{ duration = "{STAGE_SECS}s", target = {v}, name = "T{}" }}"#,
-                i + 1
-            )
-        })
-        .collect();
     format!(
         r#"
 [target]
@@ -103,14 +95,9 @@ executor = "ramping-vus"
 step = true
 stages = [{stages}]
 
-[[scenarios.requests]]
-name = "ai-prompt"
-method = "POST"
-path = "/api/v1/ai-images/prompt"
-expect = [200]
-body = {{ type = "json", json = {{ prompt = "a cat" }} }}
-"#,
-        stages = stages.join(", "),
+{request}"#,
+        stages = step_stages(&VUS, STAGE_SECS),
+        request = s2_prompt_request("a cat"),
         reports = reports.display()
     )
 }

@@ -228,3 +228,32 @@ pub fn find<'a>(snap: &'a Snapshot, name: &str) -> Option<&'a ContainerSample> {
 pub fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
     (actual - expected).abs() <= tolerance * expected.abs()
 }
+
+/// `ramping-vus` step stages named T1…Tn, `secs` each, with these VU targets, as the items of a
+/// TOML array (`stages = [{}]`).
+pub fn step_stages(vus: &[u64], secs: u64) -> String {
+    vus.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                r#"{{ duration = "{secs}s", target = {v}, name = "T{}" }}"#,
+                i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The seed's S2 request (a JSON prompt to demo-target) as a plan's `[[scenarios.requests]]`
+/// table; it follows the scenario it belongs to.
+pub fn s2_prompt_request(prompt: &str) -> String {
+    format!(
+        r#"[[scenarios.requests]]
+name = "ai-prompt"
+method = "POST"
+path = "/api/v1/ai-images/prompt"
+expect = [200]
+body = {{ type = "json", json = {{ prompt = "{prompt}" }} }}
+"#
+    )
+}
