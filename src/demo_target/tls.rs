@@ -23,7 +23,9 @@ pub fn server_config(
     key_pem: &[u8],
     client_ca_pem: Option<&[u8]>,
 ) -> io::Result<Arc<ServerConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // aws-lc-rs, as the client's (load::tls): one crypto library linked, and ring's slower
+    // AES-GCM kept out of the demo's server CPU as well.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| invalid("--tls-cert", e))?;
