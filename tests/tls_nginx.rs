@@ -40,6 +40,11 @@ impl Nginx {
     }
 }
 
+/// How many access-log lines `pred` accepts.
+fn count(log: &[String], pred: impl Fn(&str) -> bool) -> usize {
+    log.iter().filter(|l| pred(l)).count()
+}
+
 fn nginx_available() -> bool {
     let ok = Command::new("nginx")
         .arg("-v")
@@ -204,16 +209,10 @@ async fn nginx_over_tls_answers_every_request_on_http1_and_h2() {
     assert_eq!(handshakes(&m), 3.0, "one kept-alive connection per VU: {m}");
     upload_intact("HTTPS/1.1");
     let log = n.access_log();
-    let h1 = log
-        .iter()
-        .filter(|l| l.starts_with("HTTP/1.1 200 "))
-        .count();
+    let h1 = count(&log, |l| l.starts_with("HTTP/1.1 200 "));
     assert_eq!(h1, 24, "{log:?}");
     assert_eq!(log.len(), 24, "nothing but 200s over HTTP/1.1: {log:?}");
-    let uploads = log
-        .iter()
-        .filter(|l| l.contains(" POST /api/v1/ai-images "))
-        .count();
+    let uploads = count(&log, |l| l.contains(" POST /api/v1/ai-images "));
     assert_eq!(uploads, 12);
 
     // HTTP/2 by ALPN: 4 VUs sharing one connection × 3 iterations.
@@ -222,10 +221,7 @@ async fn nginx_over_tls_answers_every_request_on_http1_and_h2() {
     assert_eq!(ok(&m, "ai-images"), Some(12.0), "{m}");
     assert_eq!(handshakes(&m), 1.0, "one shared connection: {m}");
     let log = n.access_log();
-    let h2 = log
-        .iter()
-        .filter(|l| l.starts_with("HTTP/2.0 200 "))
-        .count();
+    let h2 = count(&log, |l| l.starts_with("HTTP/2.0 200 "));
     assert_eq!(h2, 24, "{log:?}");
     assert_eq!(log.len(), 48, "{log:?}");
     upload_intact("HTTP/2");
@@ -295,9 +291,7 @@ captures = [{{ name = "o", regex = "(ok)" }}]
     assert_eq!(failures("small"), 0.0, "{m}");
     let log = n.access_log();
     assert_eq!(
-        log.iter()
-            .filter(|l| l.starts_with("HTTP/2.0 200 GET /big.txt"))
-            .count(),
+        count(&log, |l| l.starts_with("HTTP/2.0 200 GET /big.txt")),
         6,
         "the big body was served over HTTP/2 every time: {log:?}"
     );
