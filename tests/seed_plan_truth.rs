@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support_containers::{
-    docker, docker_available, ensure_image, s2_prompt_request, wait_healthy, Container,
+    docker, docker_available, ensure_image, only_report, s2_prompt_request, wait_healthy, Container,
 };
 use support_core::{start_in, Daemon};
 
@@ -111,16 +111,6 @@ fn seed_plan(addr: SocketAddr, container: &str, reports: &Path) -> String {
     toml::to_string(&v).unwrap()
 }
 
-fn only_report(dir: &Path) -> serde_json::Value {
-    let runs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    let text = std::fs::read_to_string(runs[0].join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report.json parses")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_plan_reports_saturation_the_oom_kill_and_the_dead_target() {
     if !docker_available() {
@@ -197,7 +187,7 @@ async fn the_seed_plan_reports_saturation_the_oom_kill_and_the_dead_target() {
             g.memory_limit_bytes / 1048576.0
         );
     }
-    let report = only_report(&reports);
+    let report = only_report(&reports).1;
     eprintln!("alerts: {:#?}", a.alerts);
     for s in &outcome.stages {
         eprintln!(
@@ -424,7 +414,7 @@ async fn a_search_skips_candidates_above_the_host_and_aborts_loudly_when_none_is
     );
     assert_eq!(outcome.stages.len(), 2, "the trial and its re-run");
     assert!(outcome.search_margin.is_some_and(|m| m > 0.0 && m < 1.0));
-    let report = only_report(&reports);
+    let report = only_report(&reports).1;
     assert_eq!(report["run"]["tested_spec"]["cpus"], 1.0);
     assert!(report["run"]["error"].is_null());
     assert_eq!(c.inspect("{{.HostConfig.NanoCpus}}"), "1000000000");
@@ -450,7 +440,7 @@ async fn a_search_skips_candidates_above_the_host_and_aborts_loudly_when_none_is
         stderr.contains("experiment aborted: every cpus candidate is above the host's"),
         "{stderr}"
     );
-    let report = only_report(&reports);
+    let report = only_report(&reports).1;
     assert!(
         report["run"]["error"]
             .as_str()

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use loadspec::analysis::points::{Exclusion, StagePoint};
 use support_containers::{
-    docker, docker_available, ensure_image, s2_prompt_request, step_stages, wait_healthy, Container,
+    docker, docker_available, ensure_image, only_report, s2_prompt_request, step_stages,
+    wait_healthy, Container,
 };
 use support_core::{start_in, Daemon};
 
@@ -162,15 +163,11 @@ fn burn(addr: SocketAddr) -> TcpStream {
     s
 }
 
-fn only_report(dir: &Path) -> (serde_json::Value, String) {
-    let runs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    let json = std::fs::read_to_string(runs[0].join("report.json")).expect("report.json");
-    let md = std::fs::read_to_string(runs[0].join("report.md")).expect("report.md");
-    (serde_json::from_str(&json).expect("report.json parses"), md)
+/// The run's report.json and report.md.
+fn report_json_and_md(dir: &Path) -> (serde_json::Value, String) {
+    let (run, json) = only_report(dir);
+    let md = std::fs::read_to_string(run.join("report.md")).expect("report.md");
+    (json, md)
 }
 
 fn point<'a>(points: &'a [StagePoint], stage: &str) -> &'a StagePoint {
@@ -354,7 +351,7 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
         "{:?}",
         a.alerts
     );
-    let (report, md) = only_report(&reports);
+    let (report, md) = report_json_and_md(&reports);
     assert!(
         report["analysis"]["alerts"]
             .as_array()

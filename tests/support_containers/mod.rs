@@ -257,3 +257,16 @@ body = {{ type = "json", json = {{ prompt = "{prompt}" }} }}
 "#
     )
 }
+
+/// The one run directory a test's `[reports] dir` holds (a second run would be a bug), and its
+/// `report.json` parsed.
+pub fn only_report(dir: &std::path::Path) -> (std::path::PathBuf, serde_json::Value) {
+    let runs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let text = std::fs::read_to_string(runs[0].join("report.json")).expect("report.json");
+    let json = serde_json::from_str(&text).expect("report.json parses");
+    (runs[0].clone(), json)
+}
