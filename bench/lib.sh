@@ -44,9 +44,9 @@ ensure_peers() {
 }
 
 # start_nginx [tls] — nginx serving a small static file on one core; sets NGINX_URL. With
-# "tls" it serves HTTPS/1.1 only (wrk speaks nothing else; session cache and tickets on), also
-# answers POST /upload with 200 (nginx reads and discards the body), sets NGINX_TLS_BASE
-# (https://127.0.0.1:PORT) and writes a self-signed certificate to $WORK/tls/cert.pem (a
+# "tls" it serves HTTPS/1.1 only (wrk speaks nothing else; TLS 1.2 and 1.3, session cache and
+# tickets on), also answers POST /upload with 200 (nginx reads and discards the body), sets
+# NGINX_TLS_BASE (https://127.0.0.1:PORT) and writes a self-signed certificate to $WORK/tls/cert.pem (a
 # throw-away key made by the openssl CLI for this run).
 start_nginx() {
     local tls=${1:-} d="$WORK/nginx${1:+-$1}" port listen http_tls="" server_tls="" scheme=http
@@ -64,7 +64,10 @@ start_nginx() {
             -addext basicConstraints=critical,CA:FALSE \
             -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
         listen="$listen ssl"
-        http_tls="ssl_certificate $WORK/tls/cert.pem;
+        # TLS 1.3 as well: nginx 1.22 (Debian 12) offers only up to 1.2 unless told, while
+        # nginx since 1.23.4 and most servers today negotiate 1.3.
+        http_tls="ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate $WORK/tls/cert.pem;
     ssl_certificate_key $WORK/tls/key.pem;
     ssl_session_cache shared:TLS:10m;
     ssl_session_tickets on;

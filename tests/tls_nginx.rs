@@ -3,7 +3,8 @@
 //! certificate from a CA made at test time. loadspec sends GETs (answered by nginx) and the
 //! seed's S3 upload (passed by nginx to a demo-target, whose multipart parser checks the body)
 //! over HTTPS/1.1 and over HTTP/2; every answer is a 200, the counts are exact, and nginx's own
-//! access log names the protocol of each request.
+//! access log names the HTTP and TLS protocol of each request: TLS 1.3 where nginx offers it (as
+//! servers do today), TLS 1.2 against an nginx that offers nothing newer.
 //!
 //! Under CI=true a missing nginx fails the test; elsewhere it is skipped with a message.
 
@@ -30,7 +31,7 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    /// Access log lines: `PROTOCOL STATUS METHOD URI REQUEST_BYTES`.
+    /// Access log lines: `PROTOCOL STATUS METHOD URI REQUEST_BYTES TLS_PROTOCOL`.
     fn access_log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("access.log"))
             .unwrap_or_default()
@@ -59,9 +60,10 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Start nginx with TLS (HTTP/2 and HTTP/1.1 by ALPN) and the server certificate of `pki`;
-/// it answers `/ping` itself and passes `/api/` to `upstream` over plain HTTP/1.1.
-async fn start_nginx(pki: &Pki, upstream: std::net::SocketAddr) -> Nginx {
+/// Start nginx with TLS (HTTP/2 and HTTP/1.1 by ALPN, the TLS versions of `protocols`, as in
+/// `ssl_protocols`) and the server certificate of `pki`; it answers `/ping` itself and passes
+/// `/api/` to `upstream` over plain HTTP/1.1.
+async fn start_nginx(pki: &Pki, upstream: std::net::SocketAddr, protocols: &str) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     pki.server(&["127.0.0.1", "localhost"])
@@ -79,7 +81,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    log_format proto '$server_protocol $status $request_method $request_uri $request_length';
+    log_format proto '$server_protocol $status $request_method $request_uri $request_length $ssl_protocol';
     access_log {d}/access.log proto;
     client_body_temp_path {d}/body;
     proxy_temp_path {d}/proxy;
@@ -89,6 +91,7 @@ http {{
     client_max_body_size 8m;
     server {{
         listen 127.0.0.1:{port} ssl http2;
+        ssl_protocols {protocols};
         ssl_certificate {d}/server.pem;
         ssl_certificate_key {d}/server.key;
         location / {{
@@ -191,7 +194,7 @@ async fn nginx_over_tls_answers_every_request_on_http1_and_h2() {
     }
     let pki = Pki::new("nginx test CA").unwrap();
     let (upstream, target) = target(loadspec::demo_target::DemoTargetConfig::free()).await;
-    let n = start_nginx(&pki, upstream).await;
+    let n = start_nginx(&pki, upstream, "TLSv1.2 TLSv1.3").await;
     let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/test.png")).unwrap();
     let upload_intact = |what: &str| assert_seed_upload(target.stats().last_multipart, &png, what);
 
@@ -225,10 +228,31 @@ async fn nginx_over_tls_answers_every_request_on_http1_and_h2() {
     assert_eq!(h2, 24, "{log:?}");
     assert_eq!(log.len(), 48, "{log:?}");
     upload_intact("HTTP/2");
+    assert_eq!(
+        count(&log, |l| l.ends_with(" TLSv1.3")),
+        48,
+        "TLS 1.3 when the server offers it: {log:?}"
+    );
+
+    // An nginx that offers TLS 1.2 only, over HTTPS/1.1: 2 VUs × 3 iterations.
+    let n12 = start_nginx(&pki, upstream, "TLSv1.2").await;
+    let m = run_against(&n12, &pki, "1.1", 2, 3).await;
+    assert_eq!(ok(&m, "get"), Some(6.0), "{m}");
+    assert_eq!(ok(&m, "ai-images"), Some(6.0), "{m}");
+    assert_eq!(handshakes(&m), 2.0, "one kept-alive connection per VU: {m}");
+    upload_intact("HTTPS/1.1 over TLS 1.2");
+    let log = n12.access_log();
+    assert_eq!(
+        count(&log, |l| l.starts_with("HTTP/1.1 200 ")
+            && l.ends_with(" TLSv1.2")),
+        12,
+        "{log:?}"
+    );
+    assert_eq!(log.len(), 12, "{log:?}");
     let served = &target.stats().requests["POST /api/v1/ai-images"];
     assert_eq!(
         served.get(&200),
-        Some(&24),
+        Some(&30),
         "every upload reached the upstream: {served:?}"
     );
 }
@@ -242,7 +266,7 @@ async fn the_capture_cap_holds_over_http2() {
     }
     let pki = Pki::new("nginx cap CA").unwrap();
     let (upstream, _target) = target(loadspec::demo_target::DemoTargetConfig::free()).await;
-    let n = start_nginx(&pki, upstream).await;
+    let n = start_nginx(&pki, upstream, "TLSv1.2 TLSv1.3").await;
     let (dir, _) = dir_with_png();
     std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
     let cfg = format!(
