@@ -109,6 +109,15 @@ impl Container {
     pub fn inspect(&self, format: &str) -> String {
         docker(&["inspect", "-f", format, &self.name])
     }
+
+    /// What the container wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let out = Command::new("docker")
+            .args(["logs", &self.name])
+            .output()
+            .expect("docker logs runs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
 }
 
 impl Drop for Container {
