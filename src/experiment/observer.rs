@@ -20,6 +20,11 @@ use crate::metrics::LoadMetrics;
 
 /// How often the VU gauge is sampled for a stage's mean VUs.
 const VU_SAMPLE: Duration = Duration::from_millis(200);
+/// How long after the last stage a container at its memory limit is still watched (see
+/// [`tail_watch`]).
+const TAIL_WATCH: Duration = Duration::from_secs(10);
+/// Memory at or above this share of its limit is "at the limit" for [`tail_watch`].
+const AT_MEMORY_LIMIT: f64 = 0.9;
 
 #[derive(Default)]
 struct Acc {
@@ -140,6 +145,56 @@ fn note_events(
     }
 }
 
+/// True when a measured container that is up holds at least [`AT_MEMORY_LIMIT`] of its
+/// memory limit.
+fn any_at_memory_limit(snap: &Snapshot) -> bool {
+    snap.containers.iter().any(|c| {
+        c.up && c.memory_limit_bytes > 0
+            && c.memory_usage_bytes as f64 >= AT_MEMORY_LIMIT * c.memory_limit_bytes as f64
+    })
+}
+
+/// After the last stage, while a container is at its memory limit: keep reading snapshots for
+/// up to `bound` ([`TAIL_WATCH`]) and put what happens on the last stage (its time past the stage's
+/// length). A container at its limit can thrash for seconds (the kernel reclaims its own
+/// binary's pages and reads them back, and nothing is answered) before the OOM killer fires;
+/// that kill comes from the last stage's load and must not fall between the plan's end and
+/// the report. Stops at the first event, when memory falls below the limit, or on a drain.
+async fn tail_watch(
+    tracker: &mut ContainerTracker,
+    containers: &mut SnapshotRx,
+    into: &mut Vec<ContainerEvent>,
+    stage_start: Instant,
+    (scenario, stage): (&str, &str),
+    drain: &CancellationToken,
+    bound: Duration,
+) {
+    let deadline = Instant::now() + bound;
+    let before = into.len();
+    tracing::info!(
+        scenario,
+        stage,
+        "a container is at its memory limit as the load ends: watching it for up to {} s more",
+        bound.as_secs()
+    );
+    loop {
+        tokio::select! {
+            _ = sleep_until(deadline) => break,
+            _ = drain.cancelled() => break,
+            r = containers.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                let snap = containers.borrow_and_update().clone();
+                note_events(tracker, &snap, into, stage_start, scenario, stage);
+                if into.len() > before || !any_at_memory_limit(&snap) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// The counters at the start of a stage's window, which its summary subtracts.
 struct WindowStart {
     counts0: BTreeMap<String, u64>,
@@ -196,7 +251,9 @@ pub async fn observe(
     let mut sampling = true;
     // The baseline: kills and exits before the run are not this run's events.
     tracker.update(&containers.borrow_and_update().clone(), 0.0);
-    for st in ctx.scenario.schedule.stages() {
+    let stages = ctx.scenario.schedule.stages();
+    let last = stages.len().saturating_sub(1);
+    for (i, st) in stages.into_iter().enumerate() {
         let stage_start = instant_after(t0, st.start);
         let stage_end = instant_after(stage_start, st.duration);
         tokio::select! {
@@ -305,7 +362,7 @@ pub async fn observe(
                 connect_failures = d.connect_failures,
                 "target refused connections in this stage; the stage is left out of the models");
         }
-        let s = StageSummary {
+        let mut s = StageSummary {
             scenario: name.clone(),
             stage_index: st.index,
             stage: st.name.clone(),
@@ -347,6 +404,24 @@ pub async fn observe(
             error_pct = format!("{:.2}", s.error_ratio * 100.0), status = ?s.status,
             "stage summary"
         );
+        // The last stage of the plan, or the last one this executor ran.
+        let final_stage = i == last || ended_early;
+        if final_stage
+            && !stop.drain.is_cancelled()
+            && sampling
+            && any_at_memory_limit(&containers.borrow())
+        {
+            tail_watch(
+                &mut tracker,
+                &mut containers,
+                &mut s.events,
+                stage_start,
+                (&name, &st.name),
+                &stop.drain,
+                TAIL_WATCH,
+            )
+            .await;
+        }
         // A stage cut short (drain, early end) still reports what it measured, if anything.
         if !(ended_early && s.requests == 0) {
             emit(s);
@@ -360,4 +435,137 @@ pub async fn observe(
     // run sets its own.
     metrics.set_stage(&name, None);
     let _ = metrics.stage_index.remove_label_values(&[&name]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::ContainerEventKind;
+    use crate::containers::ContainerSample;
+
+    const LIMIT: u64 = 256 << 20;
+
+    fn snap(up: bool, memory: u64, ooms: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            source_up: true,
+            containers: vec![ContainerSample {
+                name: "ai-1".into(),
+                group: "ai".into(),
+                up,
+                cpu_usage_seconds_total: 0.0,
+                cpu_cores: 0.0,
+                cpu_limit_cores: 1.0,
+                memory_usage_bytes: memory,
+                memory_limit_bytes: if up { LIMIT } else { 0 },
+                cpu_throttled_seconds_total: 0.0,
+                network_receive_bytes_total: 0,
+                network_transmit_bytes_total: 0,
+                restarts_total: 0,
+                oom_kills_total: ooms,
+            }],
+            ..Snapshot::default()
+        })
+    }
+
+    #[test]
+    fn at_the_memory_limit_means_up_and_at_least_nine_tenths_of_it() {
+        assert!(any_at_memory_limit(&snap(true, LIMIT, 0)));
+        assert!(any_at_memory_limit(&snap(
+            true,
+            (LIMIT * 9).div_ceil(10),
+            0
+        )));
+        assert!(!any_at_memory_limit(&snap(true, LIMIT * 9 / 10 - 4096, 0)));
+        assert!(!any_at_memory_limit(&snap(true, LIMIT / 2, 0)));
+        assert!(!any_at_memory_limit(&snap(false, LIMIT, 0)));
+    }
+
+    /// The kill of a container that thrashed at its limit past the plan's end lands on the
+    /// last stage, at its real time after the stage's start.
+    #[tokio::test]
+    async fn a_kill_after_the_last_stage_lands_on_it() {
+        let (tx, mut rx) = tokio::sync::watch::channel(snap(true, LIMIT, 0));
+        let mut tracker = ContainerTracker::default();
+        tracker.update(&rx.borrow_and_update().clone(), 0.0);
+        let stage_start = Instant::now() - Duration::from_secs(5);
+        tokio::spawn(async move {
+            // Still at the limit, nothing answered; then the OOM killer fires.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(snap(true, LIMIT, 0)).unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.send(snap(false, 0, 1)).unwrap();
+            // Held open past the watch, so only the watch's own rules end it.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        });
+        let mut events = Vec::new();
+        tail_watch(
+            &mut tracker,
+            &mut rx,
+            &mut events,
+            stage_start,
+            ("s3", "T4"),
+            &CancellationToken::new(),
+            TAIL_WATCH,
+        )
+        .await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, ContainerEventKind::OomKill);
+        // 5 s into the stage when the watch began, the kill 0.3 s later.
+        assert!(
+            events[0].at_seconds > 5.25 && events[0].at_seconds < 6.5,
+            "{}",
+            events[0].at_seconds
+        );
+        assert_eq!(events[0].memory_limit_bytes, LIMIT);
+    }
+
+    /// Memory falling below the limit (the load is gone, the container recovered) ends the
+    /// watch at once, with nothing to report; with no news the watch ends at its bound.
+    #[tokio::test]
+    async fn the_watch_ends_when_memory_falls_or_after_its_bound() {
+        let (tx, mut rx) = tokio::sync::watch::channel(snap(true, LIMIT, 0));
+        let mut tracker = ContainerTracker::default();
+        tracker.update(&rx.borrow_and_update().clone(), 0.0);
+        let t0 = Instant::now();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send(snap(true, LIMIT / 4, 0)).unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            tx
+        });
+        let mut events = Vec::new();
+        let drain = CancellationToken::new();
+        tail_watch(
+            &mut tracker,
+            &mut rx,
+            &mut events,
+            t0,
+            ("s", "T1"),
+            &drain,
+            TAIL_WATCH,
+        )
+        .await;
+        assert!(events.is_empty());
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+
+        // Still at the limit and no news: the watch gives up at its bound.
+        let (_tx2, mut rx2) = tokio::sync::watch::channel(snap(true, LIMIT, 0));
+        rx2.borrow_and_update();
+        let t1 = Instant::now();
+        let bound = Duration::from_millis(300);
+        tail_watch(
+            &mut tracker,
+            &mut rx2,
+            &mut events,
+            t1,
+            ("s", "T1"),
+            &drain,
+            bound,
+        )
+        .await;
+        assert!(events.is_empty());
+        let took = t1.elapsed();
+        assert!(took >= bound && took < Duration::from_secs(2), "{took:?}");
+        sender.abort();
+    }
 }
