@@ -100,9 +100,50 @@ async fn run_once(
     loadspec::experiment::Outcome,
     loadspec::analysis::CapacityAnalysis,
 ) {
-    let d: Daemon = start_in(cfg, tempfile::tempdir().unwrap(), "0/1").await;
+    run_in(cfg, tempfile::tempdir().unwrap()).await
+}
+
+/// [`run_once`] with the config written into `dir` (beside files it names).
+async fn run_in(
+    cfg: &str,
+    dir: tempfile::TempDir,
+) -> (
+    loadspec::experiment::Outcome,
+    loadspec::analysis::CapacityAnalysis,
+) {
+    let d: Daemon = start_in(cfg, dir, "0/1").await;
     d.wait_runs(1, Duration::from_secs(180)).await;
     d.stop().await.last.expect("a finished run")
+}
+
+/// A search for the cheapest of these cpus candidates serving 4 VUs within p95 ≤ 1.2 s.
+fn search(cands: &str) -> String {
+    format!(
+        r#"
+[experiment]
+mode = "search"
+[experiment.search]
+vus = 4
+latency_p95 = "1200ms"
+cpus = {cands}
+group = "ai"
+stage_duration = "6s"
+"#
+    )
+}
+
+/// After a search of a container started with `--cpus=1.5 --memory=768m`: the original limits
+/// are back, and the report records them.
+fn assert_limits_restored(c: &Container, outcome: &loadspec::experiment::Outcome) {
+    assert_eq!(c.inspect("{{.HostConfig.NanoCpus}}"), "1500000000");
+    assert_eq!(
+        c.inspect("{{.HostConfig.Memory}}"),
+        (768u64 << 20).to_string()
+    );
+    let restored = &outcome.restored;
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].cpus, Some(1.5));
+    assert_eq!(restored[0].memory_bytes, Some(768 << 20));
 }
 
 fn within(what: &str, got: f64, truth: f64, tol: f64) {
@@ -218,20 +259,6 @@ async fn search_returns_the_smallest_passing_cpus_and_restores_the_limits() {
     }
     let _serial = SERIAL.lock().await;
     let (c, addr) = demo_container("search", &["--cpus=1.5", "--memory=768m"]).await;
-    let search = |cands: &str| {
-        format!(
-            r#"
-[experiment]
-mode = "search"
-[experiment.search]
-vus = 4
-latency_p95 = "1200ms"
-cpus = {cands}
-group = "ai"
-stage_duration = "6s"
-"#
-        )
-    };
     let (outcome, _) = run_once(&config(addr, &c.name, &search("[0.25, 1.0, 2.0]"))).await;
     let found = outcome.search_result.map(|(cpus, _)| cpus);
     eprintln!("search: {:?}", outcome.notes);
@@ -250,16 +277,7 @@ stage_duration = "6s"
         "search found {found:?}, brute force passes {passing:?}"
     );
     assert_eq!(found, Some(1.0), "4 VUs need 1 core: {:?}", outcome.notes);
-    // The original limits are back, and the report records them.
-    assert_eq!(c.inspect("{{.HostConfig.NanoCpus}}"), "1500000000");
-    assert_eq!(
-        c.inspect("{{.HostConfig.Memory}}"),
-        (768u64 << 20).to_string()
-    );
-    let restored = &outcome.restored;
-    assert_eq!(restored.len(), 1);
-    assert_eq!(restored[0].cpus, Some(1.5));
-    assert_eq!(restored[0].memory_bytes, Some(768 << 20));
+    assert_limits_restored(&c, &outcome);
 }
 
 /// Search against an HTTPS target (issue 15): demo-target in Docker serves TLS with a
@@ -304,29 +322,14 @@ async fn search_over_https_finds_the_cheapest_cpus_and_restores_the_limits() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
-    let cfg = config(
-        addr,
-        &c.name,
-        r#"
-[experiment]
-mode = "search"
-[experiment.search]
-vus = 4
-latency_p95 = "1200ms"
-cpus = [0.25, 1.0]
-group = "ai"
-stage_duration = "6s"
-"#,
-    )
-    .replace("base_url = \"http://", "base_url = \"https://")
-    .replace(
-        "timeout = \"10s\"\n[lifecycle]",
-        "timeout = \"10s\"\n[target.tls]\nca_file = \"ca.pem\"\n[lifecycle]",
-    );
+    let cfg = config(addr, &c.name, &search("[0.25, 1.0]"))
+        .replace("base_url = \"http://", "base_url = \"https://")
+        .replace(
+            "timeout = \"10s\"\n[lifecycle]",
+            "timeout = \"10s\"\n[target.tls]\nca_file = \"ca.pem\"\n[lifecycle]",
+        );
     assert!(cfg.contains("https://") && cfg.contains("ca_file"), "{cfg}");
-    let d: Daemon = start_in(&cfg, dir, "0/1").await;
-    d.wait_runs(1, Duration::from_secs(180)).await;
-    let (outcome, _) = d.stop().await.last.expect("a finished search");
+    let (outcome, _) = run_in(&cfg, dir).await;
     eprintln!("search over https: {:?}", outcome.notes);
     assert_eq!(
         outcome.search_result.map(|(cpus, _)| cpus),
@@ -342,9 +345,7 @@ stage_duration = "6s"
             "no request failed (no `tls` failures): {st:?}"
         );
     }
-    assert_eq!(c.inspect("{{.HostConfig.NanoCpus}}"), "1500000000");
-    assert_eq!(outcome.restored.len(), 1);
-    assert_eq!(outcome.restored[0].cpus, Some(1.5));
+    assert_limits_restored(&c, &outcome);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -467,6 +467,35 @@ mod tests {
         })
     }
 
+    /// A tracker whose baseline is the channel's current snapshot.
+    fn seeded(rx: &mut SnapshotRx) -> ContainerTracker {
+        let mut tracker = ContainerTracker::default();
+        tracker.update(&rx.borrow_and_update().clone(), 0.0);
+        tracker
+    }
+
+    /// What [`tail_watch`] puts on stage "T4" of scenario "s3", no drain.
+    async fn watch(
+        tracker: &mut ContainerTracker,
+        rx: &mut SnapshotRx,
+        stage_start: Instant,
+        bound: Duration,
+    ) -> Vec<ContainerEvent> {
+        let mut events = Vec::new();
+        let drain = CancellationToken::new();
+        tail_watch(
+            tracker,
+            rx,
+            &mut events,
+            stage_start,
+            ("s3", "T4"),
+            &drain,
+            bound,
+        )
+        .await;
+        events
+    }
+
     #[test]
     fn at_the_memory_limit_means_up_and_at_least_nine_tenths_of_it() {
         assert!(any_at_memory_limit(&snap(true, LIMIT, 0)));
@@ -485,8 +514,7 @@ mod tests {
     #[tokio::test]
     async fn a_kill_after_the_last_stage_lands_on_it() {
         let (tx, mut rx) = tokio::sync::watch::channel(snap(true, LIMIT, 0));
-        let mut tracker = ContainerTracker::default();
-        tracker.update(&rx.borrow_and_update().clone(), 0.0);
+        let mut tracker = seeded(&mut rx);
         let stage_start = Instant::now() - Duration::from_secs(5);
         tokio::spawn(async move {
             // Still at the limit, nothing answered; then the OOM killer fires.
@@ -497,17 +525,7 @@ mod tests {
             // Held open past the watch, so only the watch's own rules end it.
             tokio::time::sleep(Duration::from_secs(60)).await;
         });
-        let mut events = Vec::new();
-        tail_watch(
-            &mut tracker,
-            &mut rx,
-            &mut events,
-            stage_start,
-            ("s3", "T4"),
-            &CancellationToken::new(),
-            TAIL_WATCH,
-        )
-        .await;
+        let events = watch(&mut tracker, &mut rx, stage_start, TAIL_WATCH).await;
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].kind, ContainerEventKind::OomKill);
         // 5 s into the stage when the watch began, the kill 0.3 s later.
@@ -524,8 +542,7 @@ mod tests {
     #[tokio::test]
     async fn the_watch_ends_when_memory_falls_or_after_its_bound() {
         let (tx, mut rx) = tokio::sync::watch::channel(snap(true, LIMIT, 0));
-        let mut tracker = ContainerTracker::default();
-        tracker.update(&rx.borrow_and_update().clone(), 0.0);
+        let mut tracker = seeded(&mut rx);
         let t0 = Instant::now();
         let sender = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -533,18 +550,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(60)).await;
             tx
         });
-        let mut events = Vec::new();
-        let drain = CancellationToken::new();
-        tail_watch(
-            &mut tracker,
-            &mut rx,
-            &mut events,
-            t0,
-            ("s", "T1"),
-            &drain,
-            TAIL_WATCH,
-        )
-        .await;
+        let events = watch(&mut tracker, &mut rx, t0, TAIL_WATCH).await;
         assert!(events.is_empty());
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 
@@ -553,16 +559,7 @@ mod tests {
         rx2.borrow_and_update();
         let t1 = Instant::now();
         let bound = Duration::from_millis(300);
-        tail_watch(
-            &mut tracker,
-            &mut rx2,
-            &mut events,
-            t1,
-            ("s", "T1"),
-            &drain,
-            bound,
-        )
-        .await;
+        let events = watch(&mut tracker, &mut rx2, t1, bound).await;
         assert!(events.is_empty());
         let took = t1.elapsed();
         assert!(took >= bound && took < Duration::from_secs(2), "{took:?}");
