@@ -353,7 +353,8 @@ impl Shard {
 
     /// The global index of this shard's `local`-th VU or arrival (striped, as above).
     pub fn global(&self, local: u64) -> u64 {
-        local * self.count + self.index
+        // Saturating: an index past every schedule (a closed pool's) stays past it.
+        local.saturating_mul(self.count).saturating_add(self.index)
     }
 
     /// True when global VU or arrival `g` is this shard's.

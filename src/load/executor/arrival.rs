@@ -34,6 +34,9 @@ const LATE: Duration = Duration::from_millis(1);
 
 /// How often the rate gauge follows a linear ramp.
 const GAUGE_TICK: Duration = Duration::from_millis(100);
+/// The pool's `next` once the schedule has ended: a claim at or past it finds no arrival.
+/// Far below `u64::MAX` so the claims of every VU still running cannot wrap it.
+const CLOSED: u64 = u64::MAX / 2;
 
 /// The arrival instants of one shard.
 #[derive(Debug, Clone)]
@@ -60,7 +63,7 @@ impl Plan {
             let t = n as f64 / s.to;
             return (t < s.duration.as_secs_f64()).then(|| Duration::from_secs_f64(t));
         }
-        let i = (n + 1) as f64;
+        let i = n.saturating_add(1) as f64;
         let (mut done, mut start) = (0.0f64, 0.0f64);
         for s in &self.stages {
             let d = s.duration.as_secs_f64();
@@ -130,6 +133,9 @@ impl Pool {
     fn claim(&self, first: bool) -> Option<Instant> {
         loop {
             let k = self.next.fetch_add(1, Ordering::Relaxed);
+            if k >= CLOSED {
+                return None;
+            }
             let at = instant_after(self.t0, self.plan.local_at(k)?);
             if first || at + LATE >= Instant::now() {
                 return Some(at);
@@ -200,7 +206,7 @@ pub(super) async fn run(
         total
     };
     let due = pool.plan.local_count_before(end);
-    let claimed = pool.next.swap(u64::MAX / 2, Ordering::AcqRel);
+    let claimed = pool.next.swap(CLOSED, Ordering::AcqRel);
     if !drained && due > claimed {
         ctx.metrics.dropped.inc_by(due - claimed);
     }
@@ -270,6 +276,30 @@ mod tests {
 
     fn all(p: &Plan) -> Vec<Duration> {
         (0..).map_while(|k| p.local_at(k)).collect()
+    }
+
+    #[test]
+    fn indexes_past_the_end_find_no_arrival_on_any_shard() {
+        // A VU that claims after the schedule closed gets `CLOSED` or more; striping it
+        // (k·N + i) once overflowed: a panic in debug builds, and in release a wrapped index
+        // back inside the schedule, counted as a dropped iteration, over and over.
+        for count in 1..=3 {
+            for index in 0..count {
+                let shard = Shard { index, count };
+                for stages in [
+                    vec![st(2.0, 40.0, 40.0, false)],
+                    vec![st(1.0, 0.0, 40.0, false), st(1.0, 40.0, 0.0, false)],
+                ] {
+                    let constant =
+                        Plan::new(&ExecutorKind::ConstantArrivalRate, stages.clone(), shard);
+                    for p in [constant, ramping(stages, shard)] {
+                        for k in [CLOSED, CLOSED + 1, CLOSED + 7, u64::MAX] {
+                            assert_eq!(p.local_at(k), None, "shard {index}/{count}, k {k}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
