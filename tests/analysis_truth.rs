@@ -105,6 +105,7 @@ fn oom(at: f64, limit: u64) -> ContainerEvent {
         at: None,
         memory_limit_bytes: limit,
         cpu_limit_cores: 1.0,
+        after_load_seconds: None,
     }
 }
 

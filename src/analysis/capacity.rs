@@ -12,7 +12,7 @@ use super::points::{extract, mark_starved, Exclusion, ResourceSource, StagePoint
 use super::recommend::{
     cost_table, situations, Autoscaling, CostRow, OomFloor, RecommendationRow, Situation, Sizer,
 };
-use super::summary::{ContainerEvent, ContainerEventKind, StageSummary};
+use super::summary::{event_time, ContainerEvent, ContainerEventKind, StageSummary};
 use crate::sla::{PricesConfig, SlaConfig};
 use crate::units::{format_bytes, trim_float};
 
@@ -95,12 +95,12 @@ impl StageEvent {
             format!(" (group {})", e.group)
         };
         format!(
-            "{kind} of {c}{group} in stage {st} ({v} VUs) at +{at:.1}s{when}{limit}",
+            "{kind} of {c}{group} in stage {st} ({v} VUs) {at}{when}{limit}",
             kind = capitalized(&e.kind.to_string()),
             c = e.container,
             st = self.stage,
             v = trim_float(self.vus),
-            at = e.at_seconds,
+            at = event_time(e.at_seconds, e.after_load_seconds),
         )
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::AnalysisConfig;
-use super::summary::{ContainerEventKind, ResourceSummary, StageSummary};
+use super::summary::{event_time, ContainerEventKind, ResourceSummary, StageSummary};
 use crate::sla::SlaConfig;
 
 /// Why a stage is left out of the knee and the fits.
@@ -23,6 +23,9 @@ pub enum Exclusion {
         kind: ContainerEventKind,
         container: String,
         at_seconds: f64,
+        /// Seen after the load had ended (see `ContainerEvent::after_load_seconds`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_load_seconds: Option<f64>,
     },
     /// The host had almost no idle CPU while the container stayed under its limit and was not
     /// throttled: the host, not the limit, held it back.
@@ -42,7 +45,12 @@ impl std::fmt::Display for Exclusion {
                 kind,
                 container,
                 at_seconds,
-            } => write!(f, "{kind} of {container} at +{at_seconds:.1}s"),
+                after_load_seconds,
+            } => write!(
+                f,
+                "{kind} of {container} {}",
+                event_time(*at_seconds, *after_load_seconds)
+            ),
             Exclusion::StarvedHost {
                 host_idle_ratio,
                 cpu_utilization,
@@ -242,6 +250,7 @@ fn stage_exclusion(s: &StageSummary) -> Option<Exclusion> {
             kind: e.kind,
             container: e.container.clone(),
             at_seconds: e.at_seconds,
+            after_load_seconds: e.after_load_seconds,
         });
     }
     s.target_down.as_ref().map(|d| Exclusion::TargetDown {

@@ -117,6 +117,32 @@ pub struct ContainerEvent {
     pub memory_limit_bytes: u64,
     /// The container's CPU limit at the time, cores (0 = unknown).
     pub cpu_limit_cores: f64,
+    /// Set when the event came after the plan's load had ended, while a container left at
+    /// its memory limit was still watched: seconds after that end. The stage's load caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_load_seconds: Option<f64>,
+}
+
+impl std::fmt::Display for ContainerEvent {
+    /// "OOM kill of demo at +3.2s", with ", 1.1 s after the load ended" for a late one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} {}",
+            self.kind,
+            self.container,
+            event_time(self.at_seconds, self.after_load_seconds)
+        )
+    }
+}
+
+/// "at +3.2s" from the stage start, and for an event seen after the load had ended
+/// ([`ContainerEvent::after_load_seconds`]) also how long after.
+pub fn event_time(at_seconds: f64, after_load_seconds: Option<f64>) -> String {
+    match after_load_seconds {
+        Some(after) => format!("at +{at_seconds:.1}s, {after:.1} s after the load ended"),
+        None => format!("at +{at_seconds:.1}s"),
+    }
 }
 
 /// The target refused connections: from `from_seconds` (after the stage start) every request

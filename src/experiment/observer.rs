@@ -171,6 +171,8 @@ async fn tail_watch(
 ) {
     let deadline = Instant::now() + bound;
     let before = into.len();
+    // The load has just ended: events from here on say how long after it they came.
+    let ended = stage_start.elapsed().as_secs_f64();
     tracing::info!(
         scenario,
         stage,
@@ -187,6 +189,9 @@ async fn tail_watch(
                 }
                 let snap = containers.borrow_and_update().clone();
                 note_events(tracker, &snap, into, stage_start, scenario, stage);
+                for e in &mut into[before..] {
+                    e.after_load_seconds = Some((e.at_seconds - ended).max(0.0));
+                }
                 if into.len() > before || !any_at_memory_limit(&snap) {
                     break;
                 }
@@ -535,6 +540,16 @@ mod tests {
             events[0].at_seconds
         );
         assert_eq!(events[0].memory_limit_bytes, LIMIT);
+        // And it says that it came after the load had ended, and how long after.
+        let after = events[0]
+            .after_load_seconds
+            .expect("marked as after the load");
+        assert!(after > 0.25 && after < 1.5, "{after}");
+        let text = events[0].to_string();
+        assert!(
+            text.contains(&format!("{after:.1} s after the load ended")),
+            "{text}"
+        );
     }
 
     /// Memory falling below the limit (the load is gone, the container recovered) ends the

@@ -77,10 +77,7 @@ pub fn verdict(s: &StageSummary, sla: &SlaConfig, group: Option<&str>) -> Option
         why.push(format!("target down from +{:.1}s", d.from_seconds));
     }
     for e in &s.events {
-        why.push(format!(
-            "{} of {} at +{:.1}s",
-            e.kind, e.container, e.at_seconds
-        ));
+        why.push(e.to_string());
     }
     if s.error_ratio > sla.error_ratio {
         why.push(format!(

@@ -121,6 +121,7 @@ fn event(name: &str, l: &Last, kind: ContainerEventKind, at_seconds: f64) -> Con
         at: Some(SystemTime::now()),
         memory_limit_bytes: l.memory_limit_bytes,
         cpu_limit_cores: l.cpu_limit_cores,
+        after_load_seconds: None,
     }
 }
 

@@ -107,10 +107,7 @@ pub fn stages(stages: &[StageSummary], a: &CapacityAnalysis) -> Table {
             notes.push("max VUs within SLA".to_string());
         }
         for e in &s.events {
-            notes.push(format!(
-                "{} of {} at +{:.1}s",
-                e.kind, e.container, e.at_seconds
-            ));
+            notes.push(e.to_string());
         }
         if let Some(d) = &s.target_down {
             notes.push(format!("target down from +{:.1}s", d.from_seconds));
