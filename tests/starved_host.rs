@@ -14,8 +14,11 @@
 //!
 //! The analysis must flag the hogged stages, and only those, as starved; keep them out of the
 //! knee and the fits; name them at the top of report.json, report.md and the console summary;
-//! and find the configured cost from the other stages. Without the starved-host detection the
-//! hogged stages pass for a TPS plateau at 3 VUs, the knee the issue saw.
+//! and find the true cost from the other stages: the CPU per request the kernel counted for the
+//! target's process over the whole plan (`/proc/PID/stat` on the host, divided by
+//! demo-target's own count of requests), which is the configured burn plus the debug server's
+//! own handling. Without the starved-host detection the hogged stages pass for a TPS plateau
+//! at 3 VUs, the knee the issue saw.
 //!
 //! Under CI=true a missing Docker engine fails this test.
 
@@ -29,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use loadspec::analysis::points::{Exclusion, StagePoint};
 use support_containers::{
-    docker, docker_available, ensure_image, only_report, s2_prompt_request, step_stages,
-    wait_healthy, Container,
+    demo_stats, docker, docker_available, ensure_image, only_report, s2_prompt_request,
+    step_stages, wait_healthy, Container,
 };
 use support_core::{start_in, Daemon};
 
@@ -178,6 +181,13 @@ fn point<'a>(points: &'a [StagePoint], stage: &str) -> &'a StagePoint {
 }
 
 /// CPU seconds per successful request of a stage.
+/// Valid AI requests demo-target has served since it started.
+async fn ai_requests(addr: SocketAddr) -> u64 {
+    demo_stats(addr).await["ai_requests"]
+        .as_u64()
+        .expect("ai_requests in /_stats")
+}
+
 fn cpu_per_request(p: &StagePoint) -> f64 {
     p.cpu_cores.expect("container CPU measured") / p.tps
 }
@@ -217,6 +227,9 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
     wait_healthy(hog_addr, Duration::from_secs(20)).await;
 
     wait_quiet_host(0.6, Duration::from_secs(20)).await;
+    // The kernel's count of the target's CPU and the target's count of requests, around the
+    // whole plan: the true CPU per request, overheads of the (debug) server included.
+    let (cpu0, served0) = (target.process_cpu_seconds(), ai_requests(addr).await);
     let (dir, _) = support_core::dir_with_png();
     // Outside the daemon's dir, which goes when the daemon stops.
     let out = tempfile::tempdir().unwrap();
@@ -240,6 +253,12 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
         .expect("daemon task")
         .expect("daemon result");
     let (outcome, a) = finished.last.expect("a finished run");
+    let served = ai_requests(addr).await - served0;
+    let true_cpr = (target.process_cpu_seconds() - cpu0) / served as f64;
+    eprintln!(
+        "the target's own count: {served} requests, {:.2} ms of CPU each",
+        true_cpr * 1e3
+    );
     for p in &a.points {
         eprintln!(
             "{} {:>3} VUs  TPS {:>5.1}  CPU {:?} cores  util {:?}  throttled {:?}  host idle {:?}  \
@@ -282,9 +301,18 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
         );
     }
 
-    // The other stages are used, each request at its configured CPU (the burn's thread clock,
-    // plus the server's own handling, a few percent). T6 reached the limit: at the SLA's line
-    // and throttled, so it is not starved whatever the host's idle share was.
+    // A request costs its configured burn (on the thread's CPU clock) plus the server's own
+    // handling: 6-14 % more in the debug image, more on a busy host, so the stages are judged
+    // against the kernel's count, not the configuration.
+    assert!(
+        true_cpr * 1e3 >= 0.98 * CPU_MS && true_cpr * 1e3 < 1.3 * CPU_MS,
+        "the target used {:.2} ms of CPU per request, configured {CPU_MS}",
+        true_cpr * 1e3
+    );
+
+    // The other stages are used, each request at the CPU the kernel counted (within 10 %:
+    // the handling's share varies a little with concurrency). T6 reached the limit: at the
+    // SLA's line and throttled, so it is not starved whatever the host's idle share was.
     for p in a
         .points
         .iter()
@@ -297,10 +325,11 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
         );
         let cpr = cpu_per_request(p);
         assert!(
-            (cpr * 1000.0 - CPU_MS).abs() < 0.15 * CPU_MS,
-            "{}: {:.2} ms of CPU per request, configured {CPU_MS}",
+            (cpr - true_cpr).abs() < 0.1 * true_cpr,
+            "{}: {:.2} ms of CPU per request, the kernel counted {:.2}",
             p.stage,
-            cpr * 1000.0
+            cpr * 1e3,
+            true_cpr * 1e3
         );
     }
     let t6 = point(&a.points, "T6");
@@ -311,7 +340,8 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
     );
 
     // The knee is the limit's (T6, CPU utilization), none of its signals comes from a hogged
-    // stage, and the fits use T1–T3 only: CPU per VU within 10 % of the configured cost.
+    // stage, and the fits use T1–T3 only: CPU per VU within 10 % of what a VU cost, the
+    // kernel's CPU per request times the requests a VU sent per second in those stages.
     assert_eq!(a.knee.stage.as_deref(), Some("T6"), "{:?}", a.knee);
     assert!(
         a.knee
@@ -323,9 +353,12 @@ async fn hogged_stages_are_starved_and_the_limit_stage_is_not() {
     );
     assert_eq!(a.models.fit_vus, [1.0, 2.0, 3.0]);
     let cpu = a.models.cpu.as_ref().expect("a CPU model");
+    let fitted: Vec<&StagePoint> = a.points.iter().filter(|p| p.vus <= 3.0).collect();
+    let tps_per_vu = fitted.iter().map(|p| p.tps / p.vus).sum::<f64>() / fitted.len() as f64;
+    let vu_cost = true_cpr * tps_per_vu;
     assert!(
-        (cpu.slope - cores_per_vu()).abs() < 0.1 * cores_per_vu(),
-        "CPU per VU {:.3}, configured {:.3}: {cpu:?}",
+        (cpu.slope - vu_cost).abs() < 0.1 * vu_cost,
+        "CPU per VU {:.3}, measured cost {vu_cost:.3} (configured {:.3}): {cpu:?}",
         cpu.slope,
         cores_per_vu()
     );

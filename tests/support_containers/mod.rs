@@ -110,6 +110,25 @@ impl Container {
         docker(&["inspect", "-f", format, &self.name])
     }
 
+    /// CPU seconds the container's main process has used (every thread, user and system),
+    /// from the host's `/proc/PID/stat`: the kernel's own count, not the Docker stats API
+    /// that loadspec reads. demo-target is the only process in its container.
+    pub fn process_cpu_seconds(&self) -> f64 {
+        let pid = self.inspect("{{.State.Pid}}");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/stat of {}: {e}", self.name));
+        // Fields after the command name: utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("stat has a command name")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        ticks as f64 / loadspec::containers::host::clock_ticks_per_second()
+    }
+
     /// What the container wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         let out = Command::new("docker")
@@ -148,6 +167,25 @@ pub async fn wait_healthy(addr: SocketAddr, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// demo-target's `GET /_stats` (its own counts of what it served).
+pub async fn demo_stats(addr: SocketAddr) -> serde_json::Value {
+    let req = hyper::Request::get(format!("http://{addr}/_stats"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .expect("/_stats answers within 10 s")
+        .expect("GET /_stats");
+    assert!(r.status().is_success(), "GET /_stats: {}", r.status());
+    let body = r
+        .into_body()
+        .collect()
+        .await
+        .expect("/_stats body")
+        .to_bytes();
+    serde_json::from_slice(&body).expect("/_stats is JSON")
 }
 
 type Client = hyper_util::client::legacy::Client<
