@@ -1,7 +1,8 @@
 //! The scale-out switches of `loadspec run` without containers: a shard from a Kubernetes
-//! Indexed Job's environment, sweep refused for N > 1 shards, the common start waited for, and
-//! `lifecycle.exit_grace` holding the exit until one more scrape of /metrics. Real demo-target
-//! on 127.0.0.1:0; every run is bounded.
+//! Indexed Job's environment, sweep refused for N > 1 shards, the common start waited for,
+//! `lifecycle.exit_grace` holding the exit until one more scrape of /metrics, and three
+//! arrival-rate shards ending cleanly with the schedule between them. Real demo-target on
+//! 127.0.0.1:0; every run is bounded.
 
 mod observability;
 
@@ -216,4 +217,74 @@ fn a_shard_that_starts_late_joins_the_plan_in_phase() {
         !out.contains("| A "),
         "the elapsed stage A has no row in the summary:\n{out}"
     );
+}
+
+/// Every route's count of responses in demo-target's `/_stats`.
+fn responses(target: &str) -> u64 {
+    let (code, body) = http_get(target, "/_stats").expect("GET /_stats");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+    v["requests"]
+        .as_object()
+        .expect("requests by route")
+        .values()
+        .flat_map(|by_status| by_status.as_object().expect("by status").values())
+        .map(|n| n.as_u64().expect("a count"))
+        .sum()
+}
+
+#[test]
+fn three_arrival_rate_shards_exit_zero_and_send_the_schedule_between_them() {
+    // A VU that finished its iteration after the schedule closed once claimed an index
+    // that overflowed when striped over 2 or 3 shards: the debug build panicked (exit 70)
+    // and a release build counted dropped iterations that never were.
+    let (_demo, addr) = start_demo_target(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let start_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 2.0;
+    // 0 -> 60/s over 1 s, 60/s for 1 s, 60 -> 0 over 1 s: 30 + 60 + 30 arrivals.
+    let schedule = "executor = \"ramping-arrival-rate\"\npre_allocated_vus = 3\nmax_vus = 6\nstages = [{ duration = \"1s\", target = 60 }, { duration = \"1s\", target = 60 }, { duration = \"1s\", target = 0 }]";
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let cfg = tmp.path().join(format!("shard{i}.toml"));
+            let text = plan(free_port(), &addr.to_string(), "").replace(
+                "executor = \"constant-vus\"\nvus = 3\nduration = \"1s\"",
+                schedule,
+            );
+            assert!(text.contains("ramping-arrival-rate"));
+            fs::write(&cfg, text).unwrap();
+            let log = fs::File::create(tmp.path().join(format!("shard{i}.log"))).unwrap();
+            Command::new(env!("CARGO_BIN_EXE_loadspec"))
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .arg(format!("--start-at={start_at:.3}"))
+                .env("LOADSPEC_SHARD", format!("{i}/3"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, mut child) in children.into_iter().enumerate() {
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = fs::read_to_string(tmp.path().join(format!("shard{i}.log"))).unwrap();
+        assert_eq!(status.code(), Some(0), "shard {i}/3:\n{log}");
+        assert!(!log.contains("panicked"), "shard {i}/3:\n{log}");
+    }
+    // The last arrival is due at the schedule's very end, where a shard may or may not
+    // still take it.
+    let served = responses(&addr.to_string());
+    assert!((119..=120).contains(&served), "{served} requests served");
 }
