@@ -587,7 +587,13 @@ async fn helpers_status_delay_health_and_unknown_routes() {
         "{hd:?}"
     );
     assert!(hd.p50 < 0.05, "{hd:?}");
-    assert!((hd.avg - 0.3 / 11.0).abs() < 0.005, "{hd:?}");
+    // The sum is the slept request's time, which the client saw from outside (a late timer
+    // on a busy machine shows in both), plus ten immediate ones.
+    let sum = hd.avg * 11.0;
+    assert!(
+        sum >= 0.3 && sum < took.as_secs_f64() + 0.05,
+        "{hd:?}, the client saw {took:?}"
+    );
     let r = send(&c, addr, "POST", "/_stats/reset", &[], "").await;
     assert_eq!(r.status, 200);
     assert_eq!(h.stats().handling, Default::default());
@@ -626,13 +632,14 @@ async fn fail_ratio_fails_exactly_that_fraction_of_ai_requests() {
 async fn stall_holds_every_response_until_it_ends() {
     let (addr, h) = demo_target::spawn(DemoTargetConfig::free()).await.unwrap();
     let c = client();
-    // One request already in progress when the stall starts, four arriving during it.
+    // One request already in progress when the stall starts (its 400 ms delay leaves room
+    // for a slow start of the stall request), four arriving during it.
     let early = {
         let c = c.clone();
         tokio::spawn(async move {
             let t = Instant::now();
             (
-                get(&c, addr, "/healthz?delay_ms=100").await.status,
+                get(&c, addr, "/healthz?delay_ms=400").await.status,
                 t.elapsed(),
             )
         })
@@ -763,29 +770,14 @@ impl ChildTarget {
 
 const MIB: u64 = 1 << 20;
 
-#[tokio::test]
-async fn cpu_per_request_matches_the_configured_cost() {
-    let t = ChildTarget::start(&[
-        "--cpu-ms",
-        "20",
-        "--simple-cpu-ms",
-        "15",
-        "--mem-per-request",
-        "0",
-        "--base-memory",
-        "0",
-    ])
-    .await;
-    let c = client();
+/// CPU per request (ms) of `t` over `n` AI prompt requests, two at a time.
+async fn ai_cpu_ms(c: &HttpClient, t: &ChildTarget, n: u32) -> f64 {
     let headers = [
         ("content-type", "application/json"),
         ("authorization", TOKEN),
     ];
     // Warm up connections and lazily initialised code paths outside the measurement.
-    send(&c, t.addr, "POST", AI_PROMPT, &headers, r#"{"prompt":"p"}"#).await;
-
-    // AI requests, two at a time.
-    let n = 50u32;
+    send(c, t.addr, "POST", AI_PROMPT, &headers, r#"{"prompt":"p"}"#).await;
     let before = t.cpu_time();
     let tasks: Vec<_> = (0..2)
         .map(|_| {
@@ -802,18 +794,13 @@ async fn cpu_per_request_matches_the_configured_cost() {
     for task in tasks {
         task.await.unwrap();
     }
-    let used = t.cpu_time() - before;
-    let per_request_ms = used.as_secs_f64() * 1000.0 / f64::from(n);
-    assert!(
-        (19.6..=22.0).contains(&per_request_ms),
-        "AI: {per_request_ms:.2} ms CPU per request, configured 20"
-    );
+    (t.cpu_time() - before).as_secs_f64() * 1000.0 / f64::from(n)
+}
 
-    // S1 posts with their own cost. The process also spends CPU in hyper, routing and JSON
-    // (measured at up to 1 ms per request in this debug build), so the bound is
-    // the configured cost plus 10 %.
+/// CPU per request (ms) of `t` over `n` S1 `GET /api/v1/posts` after a login.
+async fn posts_cpu_ms(c: &HttpClient, t: &ChildTarget, n: u32) -> f64 {
     let r = send(
-        &c,
+        c,
         t.addr,
         "POST",
         "/api/v1/login",
@@ -822,11 +809,10 @@ async fn cpu_per_request_matches_the_configured_cost() {
     )
     .await;
     let auth = format!("Bearer {}", r.json()["token"].as_str().unwrap());
-    let n = 100u32;
     let before = t.cpu_time();
     for _ in 0..n {
         let r = send(
-            &c,
+            c,
             t.addr,
             "GET",
             "/api/v1/posts",
@@ -836,12 +822,50 @@ async fn cpu_per_request_matches_the_configured_cost() {
         .await;
         assert_eq!(r.status, 200);
     }
-    let used = t.cpu_time() - before;
-    let per_request_ms = used.as_secs_f64() * 1000.0 / f64::from(n);
-    assert!(
-        (14.7..=16.5).contains(&per_request_ms),
-        "S1: {per_request_ms:.2} ms CPU per request, configured 15"
-    );
+    (t.cpu_time() - before).as_secs_f64() * 1000.0 / f64::from(n)
+}
+
+/// The configured cost is burned: a control demo-target configured at 1 ms takes the same
+/// requests at the same time (so the same path, the blocking pool included), and the
+/// difference per request is the rest of the burn. The process also spends CPU in hyper,
+/// routing and JSON (0.25 ms per request here in this debug build, more on a busy host), and
+/// the blocking pool's hand-over (0.25 ms more), which the control carries too. What is left
+/// came out 1-5 % above the configured difference here (the burn is exact on its own thread's
+/// clock, see `cost::tests`), so the band is 8 %; a burn timed on the wall clock, done twice or
+/// skipped would be far out. Process CPU is counted in 10 ms ticks: at most 0.2 ms per request
+/// of error over these counts.
+#[tokio::test]
+async fn cpu_per_request_matches_the_configured_cost() {
+    let zero = ["--mem-per-request", "0", "--base-memory", "0"];
+    let cost = ["--cpu-ms", "20", "--simple-cpu-ms", "15"];
+    let t = ChildTarget::start(&[&cost[..], &zero[..]].concat()).await;
+    let control =
+        ChildTarget::start(&[&["--cpu-ms", "1", "--simple-cpu-ms", "1"][..], &zero[..]].concat())
+            .await;
+    let c = client();
+    for (what, configured, (with, without)) in [
+        (
+            "AI",
+            20.0,
+            tokio::join!(ai_cpu_ms(&c, &t, 100), ai_cpu_ms(&c, &control, 100)),
+        ),
+        (
+            "S1",
+            15.0,
+            tokio::join!(posts_cpu_ms(&c, &t, 200), posts_cpu_ms(&c, &control, 200)),
+        ),
+    ] {
+        let (burn, want) = (with - without, configured - 1.0);
+        assert!(
+            (burn - want).abs() <= 0.08 * want,
+            "{what}: {burn:.2} ms more per request than the control ({with:.2} against \
+             {without:.2} ms of CPU), configured {want} more"
+        );
+        assert!(
+            without < 1.0 + 0.1 * configured,
+            "{what}: the 1 ms control took {without:.2} ms per request"
+        );
+    }
 }
 
 #[tokio::test]
