@@ -200,9 +200,11 @@ fn a_live_bar_per_scenario_shows_the_plans_vus_rate_and_the_measured_figures() {
         assert_eq!(figure(line, " % errors"), 0.0, "{line}");
     }
     // 3 VUs, each waiting at least the delay per request: no more than 3 / 0.05 s = 60 TPS.
+    // The bar's rate is completions over its tick, and a tick that runs late shortens the
+    // next one, so allow a quarter more; counting each request twice would still be far out.
     let tps = figure(closed, " TPS");
     assert!(
-        tps > 0.0 && tps <= 3.0 * 1000.0 / DELAY_MS,
+        tps > 0.0 && tps <= 1.25 * 3.0 * 1000.0 / DELAY_MS,
         "TPS {tps}: {closed}"
     );
     assert!(open.contains(" dropped · "), "{open}");

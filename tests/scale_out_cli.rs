@@ -284,7 +284,9 @@ fn three_arrival_rate_shards_exit_zero_and_send_the_schedule_between_them() {
         assert!(!log.contains("panicked"), "shard {i}/3:\n{log}");
     }
     // The last arrival is due at the schedule's very end, where a shard may or may not
-    // still take it.
+    // still take it; a stall of the whole machine longer than a shard's idle VUs' claims
+    // (150 ms) drops the arrivals it made late, as k6 does. A shard sending nothing, or
+    // every shard the whole schedule, is far outside.
     let served = responses(&addr.to_string());
-    assert!((119..=120).contains(&served), "{served} requests served");
+    assert!((114..=120).contains(&served), "{served} requests served");
 }

@@ -962,7 +962,11 @@ async fn the_open_pool_rotates_over_every_preallocated_vu_and_row() {
     );
     let m = run_plan(&toml, dir.path()).await;
     let t = srv.tally.lock().expect("lock");
-    assert_eq!(m.iterations("open"), 40);
+    // Every arrival is run or counted as dropped; a stall of the whole machine longer than
+    // the idle VUs' claims (250 ms here) drops the ones it made late, as k6 does.
+    let dropped = m.get("loadspec_dropped_iterations_total", &[("scenario", "open")]) as u64;
+    assert_eq!(m.iterations("open") + dropped, 40);
+    assert!(dropped <= 2, "{dropped} arrivals dropped");
     let logins: Vec<u64> = t.attempts.values().copied().collect();
     assert_eq!(logins, vec![1; 5], "{:?}", t.attempts);
     let posts: Vec<u64> = t.posts_ok.values().copied().collect();
