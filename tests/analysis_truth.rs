@@ -192,6 +192,71 @@ fn an_oom_kill_is_on_its_stage_and_caps_the_memory_recommendation() {
 }
 
 #[test]
+fn a_container_stuck_at_its_memory_limit_is_named_and_a_late_kill_says_it_came_after_the_load() {
+    let svc = SyntheticService {
+        noise: 0.0,
+        ..SyntheticService::default()
+    };
+    let mut stages = svc.stages(&[1.0, 2.0, 3.0, 4.0, 6.0], 1);
+    // T5: memory at 97 % of the limit for the whole window and no response, no event.
+    let t5 = &mut stages[4];
+    for r in t5.groups.iter_mut().chain(t5.containers.iter_mut()) {
+        r.memory_bytes_avg = 0.97 * r.memory_limit_bytes;
+        r.memory_bytes_max = r.memory_limit_bytes;
+        r.memory_utilization = 0.97;
+    }
+    t5.latency = None;
+    t5.tps = 0.0;
+    let a = analyze_default(&stages);
+    let stuck: Vec<&String> = a
+        .alerts
+        .iter()
+        .filter(|w| w.contains("stuck at its memory limit"))
+        .collect();
+    assert_eq!(stuck.len(), 1, "{:?}", a.alerts);
+    assert!(
+        stuck[0].starts_with("Stage T5 (6 VUs): memory at 97 % of its limit"),
+        "{}",
+        stuck[0]
+    );
+
+    // The same stage with the kill the after-plan watch saw 1.2 s after the load ended: the
+    // kill is the alert, with its timing, and the stuck alert is not repeated.
+    let mut kill = oom(13.2, svc.memory_limit_bytes as u64);
+    kill.after_load_seconds = Some(1.2);
+    stages[4].events.push(kill);
+    let a = analyze_default(&stages);
+    assert!(
+        a.alerts
+            .iter()
+            .all(|w| !w.contains("stuck at its memory limit")),
+        "{:?}",
+        a.alerts
+    );
+    assert!(
+        a.alerts.iter().any(|w| {
+            w.starts_with(
+            "OOM kill of demo (group app) in stage T5 (6 VUs) at +13.2s, 1.2 s after the load ended"
+        )
+        }),
+        "{:?}",
+        a.alerts
+    );
+    let table = tables::stages(&stages, &a);
+    let row = table.rows.iter().find(|r| r[0] == "T5").unwrap();
+    assert!(
+        row.last()
+            .unwrap()
+            .contains("OOM kill of demo at +13.2s, 1.2 s after the load ended"),
+        "{row:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&RunInfo::new("t"), &stages, &a)).unwrap();
+    assert_eq!(json["stages"][4]["events"][0]["after_load_seconds"], 1.2);
+    assert!(json["stages"][3]["events"].as_array().unwrap().is_empty());
+}
+
+#[test]
 fn a_dead_target_is_not_throughput() {
     let svc = SyntheticService {
         noise: 0.0,

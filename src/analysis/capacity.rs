@@ -12,7 +12,9 @@ use super::points::{extract, mark_starved, Exclusion, ResourceSource, StagePoint
 use super::recommend::{
     cost_table, situations, Autoscaling, CostRow, OomFloor, RecommendationRow, Situation, Sizer,
 };
-use super::summary::{event_time, ContainerEvent, ContainerEventKind, StageSummary};
+use super::summary::{
+    event_time, ContainerEvent, ContainerEventKind, StageSummary, AT_MEMORY_LIMIT,
+};
 use crate::sla::{PricesConfig, SlaConfig};
 use crate::units::{format_bytes, trim_float};
 
@@ -204,8 +206,8 @@ fn sweep_snippet(top: f64, spec: Option<&TestedSpec>, group: Option<&str>) -> St
     out
 }
 
-/// Alerts for the top of the report: every container event, each dead target, the starved
-/// stages, a spec saturated from its first stage.
+/// Alerts for the top of the report: every container event, each dead target, a container
+/// stuck at its memory limit, the starved stages, a spec saturated from its first stage.
 fn alerts(points: &[StagePoint], events: &[StageEvent], models: &ResourceModels) -> Vec<String> {
     let mut out: Vec<String> = events.iter().map(|e| e.describe() + ".").collect();
     if let Some(o) = oom_floor(events) {
@@ -223,6 +225,28 @@ fn alerts(points: &[StagePoint], events: &[StageEvent], models: &ResourceModels)
             out.push(format!(
                 "Stage {} ({} VUs): target down from +{from_seconds:.1}s; the stage is left out of the models.",
                 p.stage,
+                trim_float(p.vus)
+            ));
+        }
+    }
+    // At its memory limit and answering nothing, with no kill seen: the kernel reclaims the
+    // container's pages (its own binary's included) instead of killing it, which no container
+    // event names; the stage's timeouts alone would read as a slow CPU.
+    for p in points {
+        let at_limit = p.memory_utilization.filter(|u| *u >= AT_MEMORY_LIMIT);
+        let killed = events
+            .iter()
+            .any(|e| e.scenario == p.scenario && e.stage == p.stage);
+        if let (Some(u), None, false) = (at_limit, p.latency_avg, killed) {
+            out.push(format!(
+                "Stage {} ({} VUs): memory at {:.0} % of its limit ({}) and no response in the \
+                 window, with no OOM kill seen: the container is stuck at its memory limit (the \
+                 kernel reclaims its pages instead of killing it). It needs more memory than \
+                 that for {} VUs.",
+                p.stage,
+                trim_float(p.vus),
+                u * 100.0,
+                format_bytes(p.memory_limit_bytes.unwrap_or(0.0)),
                 trim_float(p.vus)
             ));
         }

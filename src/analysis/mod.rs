@@ -26,5 +26,5 @@ pub use capacity::{analyze, CapacityAnalysis, TestedSpec};
 pub use config::AnalysisConfig;
 pub use summary::{
     ContainerEvent, ContainerEventKind, HostCpu, LatencySummary, ResourceSummary, StageSummary,
-    TargetDown,
+    TargetDown, AT_MEMORY_LIMIT,
 };

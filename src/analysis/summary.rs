@@ -101,6 +101,10 @@ impl std::fmt::Display for ContainerEventKind {
     }
 }
 
+/// A container's memory at or above this share of its limit is "at its limit": the kernel is
+/// then reclaiming its pages, and it may thrash for seconds before (or instead of) an OOM kill.
+pub const AT_MEMORY_LIMIT: f64 = 0.9;
+
 /// One OOM kill, restart or exit, placed on its stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerEvent {

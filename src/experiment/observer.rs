@@ -12,7 +12,9 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::watch::{responses_and_connects, ContainerTracker, DownWatch};
-use crate::analysis::{ContainerEvent, HostCpu, LatencySummary, ResourceSummary, StageSummary};
+use crate::analysis::{
+    ContainerEvent, HostCpu, LatencySummary, ResourceSummary, StageSummary, AT_MEMORY_LIMIT,
+};
 use crate::containers::{host, Snapshot, SnapshotRx};
 use crate::load::executor::Stop;
 use crate::load::vu::ScenarioCtx;
@@ -23,8 +25,6 @@ const VU_SAMPLE: Duration = Duration::from_millis(200);
 /// How long after the last stage a container at its memory limit is still watched (see
 /// [`tail_watch`]).
 const TAIL_WATCH: Duration = Duration::from_secs(10);
-/// Memory at or above this share of its limit is "at the limit" for [`tail_watch`].
-const AT_MEMORY_LIMIT: f64 = 0.9;
 
 #[derive(Default)]
 struct Acc {
