@@ -191,13 +191,19 @@ fn an_oom_kill_is_on_its_stage_and_caps_the_memory_recommendation() {
     assert_eq!(json["analysis"]["events"][0]["stage"], "T6");
 }
 
-#[test]
-fn a_container_stuck_at_its_memory_limit_is_named_and_a_late_kill_says_it_came_after_the_load() {
+/// The default service without noise, at 1, 2, 3, 4 and 6 VUs (T1–T5): saturated at 4.
+fn five_noiseless_stages() -> (SyntheticService, Vec<StageSummary>) {
     let svc = SyntheticService {
         noise: 0.0,
         ..SyntheticService::default()
     };
-    let mut stages = svc.stages(&[1.0, 2.0, 3.0, 4.0, 6.0], 1);
+    let stages = svc.stages(&[1.0, 2.0, 3.0, 4.0, 6.0], 1);
+    (svc, stages)
+}
+
+#[test]
+fn a_container_stuck_at_its_memory_limit_is_named_and_a_late_kill_says_it_came_after_the_load() {
+    let (svc, mut stages) = five_noiseless_stages();
     // T5: memory at 97 % of the limit for the whole window and no response, no event.
     let t5 = &mut stages[4];
     for r in t5.groups.iter_mut().chain(t5.containers.iter_mut()) {
@@ -258,11 +264,7 @@ fn a_container_stuck_at_its_memory_limit_is_named_and_a_late_kill_says_it_came_a
 
 #[test]
 fn a_dead_target_is_not_throughput() {
-    let svc = SyntheticService {
-        noise: 0.0,
-        ..SyntheticService::default()
-    };
-    let mut stages = svc.stages(&[1.0, 2.0, 3.0, 4.0, 6.0], 1);
+    let (svc, mut stages) = five_noiseless_stages();
     // The last stage: the target died; 30 000 connect failures a second, 2 s of responses.
     let last = stages.last_mut().unwrap();
     let ok = 80;
