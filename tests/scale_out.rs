@@ -370,7 +370,11 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
             "{name}: VUs {vus_a} vs {vus_b}\n{summary}"
         );
     }
-    // Fitted CPU per VU within 10 %, and the same knee.
+    // Fitted CPU per VU within 20 %, and the same knee. The two containers really differ by
+    // up to 8 % per stage (a CI run: 13.0 against 13.9 ms per request at 4 VUs, same TPS),
+    // and a slope over three points doubles that; what sharding could get wrong (a shard's
+    // VUs or TPS missing, or VUs counted per shard) is a third or more, and the VU and TPS
+    // checks above catch it directly.
     let slope = |r: &Value| {
         r["analysis"]["models"]["cpu"]["slope"]
             .as_f64()
@@ -378,7 +382,7 @@ fn three_shards_analysed_from_prometheus_agree_with_one_process_and_the_server()
     };
     let (ca, cb) = (slope(&a.report), slope(&b.report));
     assert!(
-        (ca - cb).abs() / cb <= 0.10,
+        (ca - cb).abs() / cb <= 0.20,
         "CPU per VU {ca:.3} vs {cb:.3}\n{summary}"
     );
     assert_eq!(
