@@ -110,22 +110,17 @@ impl Container {
         docker(&["inspect", "-f", format, &self.name])
     }
 
-    /// CPU seconds the container's main process has used (every thread, user and system),
-    /// from the host's `/proc/PID/stat`: the kernel's own count, not the Docker stats API
+    /// CPU seconds the container's main process has used (every thread, user and system, and
+    /// its reaped children's, of which demo-target has none), from the host's `/proc/PID/stat`
+    /// read with the process source's parser: the kernel's own count, not the Docker stats API
     /// that loadspec reads. demo-target is the only process in its container.
     pub fn process_cpu_seconds(&self) -> f64 {
         let pid = self.inspect("{{.State.Pid}}");
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_else(|e| panic!("/proc/{pid}/stat of {}: {e}", self.name));
-        // Fields after the command name: utime and stime are the 12th and 13th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .expect("stat has a command name")
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        let ticks = loadspec::containers::process::parse_stat(&stat)
+            .unwrap_or_else(|| panic!("/proc/{pid}/stat parses: {stat}"))
+            .ticks;
         ticks as f64 / loadspec::containers::host::clock_ticks_per_second()
     }
 
